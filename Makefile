@@ -1,0 +1,25 @@
+# Quick start: `make train` trains the default model, `make test` runs the test suite.
+# Each target creates .venv with the pinned dependencies first (once).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+ARGS ?=
+
+.PHONY: venv train test tune
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+train: venv
+	$(PY) -m trainer.task $(ARGS)
+
+tune: venv
+	$(PY) -m tuner run hptuning_config.yaml $(ARGS)
+
+test: venv
+	$(PY) -m pytest tests $(ARGS)

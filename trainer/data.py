@@ -1,0 +1,95 @@
+"""tensorflow-datasets -> tf.data pipelines for training and validation.
+
+The validation set is a deterministic slice of the training split (the same examples on
+every run and every worker), so trials are comparable and a resumed run sees the same data.
+"""
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from trainer.config import BUILTIN_DATASET, Config
+from trainer.errors import RunError
+
+_STATS_SAMPLE = 10_000  # examples used to compute the input normalisation
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    num_classes: int
+    image_shape: tuple
+    image_dtype: tf.DType
+    train_examples: int
+    steps_per_epoch: int
+    pixel_mean: float
+    pixel_std: float
+
+
+def _builder(config: Config):
+    if config.dataset == BUILTIN_DATASET:
+        from trainer.datasets import uci_digits  # noqa: F401,PLC0415  (registers the builder)
+    try:
+        builder = tfds.builder(config.dataset, data_dir=config.data_dir)
+        builder.download_and_prepare()
+    except Exception as e:  # TFDS raises many types here: network, checksum, permissions
+        raise RunError(
+            f"could not prepare dataset {config.dataset!r} in {config.data_dir or 'the TFDS default dir'}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+            "(offline? prepare it where there is network and pass --data_dir)") from e
+    return builder
+
+
+def _split_names(builder, validation_split: float):
+    total = builder.info.splits["train"].num_examples
+    num_val = max(1, round(total * validation_split))
+    num_train = total - num_val
+    if num_train < 1:
+        raise RunError(f"--validation_split={validation_split} leaves no training examples of {total}")
+    return f"train[:{num_train}]", f"train[{num_train}:]", num_train
+
+
+def _pixel_stats(dataset: tf.data.Dataset):
+    """Mean and std of the raw pixels, so the exported model takes raw images."""
+    images = np.concatenate([batch for batch, _ in tfds.as_numpy(dataset.take(_STATS_SAMPLE).batch(1024))])
+    images = images.astype(np.float64)
+    return float(images.mean()), float(images.std() or 1.0)
+
+
+def load(config: Config, num_replicas: int) -> Datasets:
+    builder = _builder(config)
+    train_split, val_split, num_train = _split_names(builder, config.validation_split)
+    read_config = tfds.ReadConfig(shuffle_seed=config.seed)
+    train_raw, val_raw = builder.as_dataset(
+        split=[train_split, val_split], as_supervised=True, shuffle_files=False, read_config=read_config)
+    num_classes = builder.info.features[builder.info.supervised_keys[1]].num_classes
+    image_feature = builder.info.features[builder.info.supervised_keys[0]]
+    mean, std = _pixel_stats(train_raw)
+
+    global_batch = config.batch_size * num_replicas
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+
+    def one_hot(image, label):
+        return image, tf.one_hot(label, num_classes)
+
+    train = (train_raw.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+             .cache()
+             .shuffle(num_train, seed=config.seed, reshuffle_each_iteration=True)
+             .batch(global_batch)
+             .prefetch(tf.data.AUTOTUNE)
+             .with_options(options))
+    validation = (val_raw.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+                  .cache()
+                  .batch(global_batch)
+                  .prefetch(tf.data.AUTOTUNE)
+                  .with_options(options))
+    return Datasets(
+        train=train, validation=validation, num_classes=num_classes,
+        image_shape=tuple(image_feature.shape), image_dtype=image_feature.tf_dtype,
+        train_examples=num_train, steps_per_epoch=math.ceil(num_train / global_batch),
+        pixel_mean=mean, pixel_std=std)

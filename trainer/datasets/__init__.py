@@ -1,0 +1,1 @@
+"""TFDS builders for the datasets that ship inside the package (no network needed)."""

@@ -1,0 +1,117 @@
+"""Small file operations that work the same on local paths and on gs:// URIs.
+
+metrics.json and config.json go through google-cloud-storage for gs:// paths, so a
+user without TensorFlow's GCS filesystem still gets them. The client is imported on first
+use; ``storage.Client()`` takes default credentials, or the emulator that
+STORAGE_EMULATOR_HOST names. Failures on gs:// are raised as OSError, as they are locally.
+"""
+import contextlib
+import mimetypes
+import os
+import tempfile
+import uuid
+
+
+def is_gcs(path: str) -> bool:
+    return path.startswith("gs://")
+
+
+def join(base: str, *parts: str) -> str:
+    if is_gcs(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return os.path.join(base, *parts)
+
+
+def _split_gcs(path: str):
+    bucket, _, name = path[len("gs://"):].partition("/")
+    if not bucket or not name or name.endswith("/"):
+        raise ValueError(f"not a gs:// object path: {path!r}")
+    return bucket, name
+
+
+def _blob(path: str):
+    from google.cloud import storage  # only gs:// paths need it
+
+    bucket, name = _split_gcs(path)
+    return storage.Client().bucket(bucket).blob(name)
+
+
+@contextlib.contextmanager
+def _gcs_errors(path: str, doing: str):
+    """Turns the client's errors into OSError subclasses that name the path."""
+    from google.api_core import exceptions
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        yield
+    except exceptions.NotFound as exc:
+        # a write creates the object, so only the bucket can be missing
+        what = f"bucket gs://{_split_gcs(path)[0]} does not exist" if doing == "write" else "not found"
+        raise FileNotFoundError(f"cannot {doing} {path}: {what} ({exc.message})") from exc
+    except (exceptions.Forbidden, exceptions.Unauthorized) as exc:
+        raise PermissionError(f"cannot {doing} {path}: permission denied ({exc.message})") from exc
+    except exceptions.GoogleAPICallError as exc:
+        raise OSError(f"cannot {doing} {path}: {exc}") from exc
+    except DefaultCredentialsError as exc:
+        raise PermissionError(f"cannot {doing} {path}: no Google Cloud credentials ({exc})") from exc
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes atomically (temp file + rename) so a reader never sees half a file.
+
+    On gs:// an upload is atomic by itself: the object appears whole or not at all.
+    """
+    if is_gcs(path):
+        content_type = mimetypes.guess_type(path)[0] or "text/plain"
+        with _gcs_errors(path, "write"):
+            _blob(path).upload_from_string(text, content_type=content_type)
+        return
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_text(path: str):
+    """Returns the file's text, or None when it does not exist."""
+    if is_gcs(path):
+        from google.api_core.exceptions import NotFound
+
+        with _gcs_errors(path, "read"):
+            try:
+                return _blob(path).download_as_text()
+            except NotFound:  # no such object, or no such bucket
+                return None
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def check_writable(directory: str) -> None:
+    """Creates the directory and writes a probe file; raises OSError when it cannot.
+
+    os.access is no test as root: it says yes where nothing can be written. On gs:// the
+    probe object is written and deleted (training overwrites checkpoints, which needs both);
+    that also shows the bucket exists, without the bucket read permission a writer may lack.
+    """
+    if is_gcs(directory):
+        probe = join(directory, f".write-probe-{uuid.uuid4().hex}")
+        with _gcs_errors(probe, "write"):
+            blob = _blob(probe)
+            blob.upload_from_string(b"")
+        with _gcs_errors(probe, "delete"):
+            blob.delete()
+        return
+    os.makedirs(directory, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe-")
+    os.close(fd)
+    os.unlink(probe)

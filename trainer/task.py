@@ -1,0 +1,108 @@
+"""Entry point: `python -m trainer.task --learning_rate=0.01 ...` trains one model.
+
+Exit codes (DESIGN.md 3.2): 0 done; 2 bad usage or configuration, found before anything is
+trained or written; 1 a failure during the run. The last line of stderr says why.
+"""
+import logging
+import sys
+import traceback
+
+from absl import flags
+
+from trainer import config as config_lib
+from trainer import storage
+from trainer.errors import ConfigError, RunError
+
+FLAGS = flags.FLAGS
+USAGE = """Train one model. Every hyperparameter is a flag (--name=value or --name value).
+
+  python -m trainer.task                       # the built-in digits dataset, default model
+  python -m trainer.task --model=cnn --learning_rate=0.01 --job_dir=gs://bucket/run1
+
+Outputs go to $AIP_MODEL_DIR, $AIP_CHECKPOINT_DIR, $AIP_TENSORBOARD_LOG_DIR when Vertex AI sets
+them, else to --job_dir. Rerunning a killed run with the same command resumes it.
+"""
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _help(argv) -> str | None:
+    if "--helpfull" in argv:
+        return USAGE + "\n" + FLAGS.get_help()
+    if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
+        return USAGE + "\n" + FLAGS.module_help(config_lib)
+    return None
+
+
+def parse(argv) -> config_lib.Config:
+    """Flags and environment -> a validated Config, with nothing written; raises ConfigError."""
+    try:
+        rest = FLAGS(argv)
+    except flags.Error as e:
+        raise ConfigError(f"{e}; see --helpfull for every flag") from None
+    if len(rest) > 1:
+        raise ConfigError(f"unexpected argument {rest[1]!r}: flags are spelt --name=value")
+    config = config_lib.from_flags(FLAGS)
+    for flag, path in (("model_dir", config.model_dir), ("checkpoint_dir", config.checkpoint_dir),
+                       ("tensorboard_dir", config.tensorboard_dir)):
+        try:
+            storage.check_writable(path)
+        except OSError as e:
+            raise ConfigError(f"--{flag}: cannot write to {path} ({e.strerror or e}); "
+                              "choose a writable directory") from None
+    finished = storage.read_text(storage.join(config.model_dir, config_lib.METRICS_FILE))
+    if finished and config.cluster.is_chief and not config.overwrite:
+        raise ConfigError(
+            f"{config.model_dir} already holds a finished run ({config_lib.METRICS_FILE}); pass another "
+            "--job_dir, or --overwrite to train again into it")
+    return config
+
+
+def _print_summary(config, outcome) -> None:
+    m = outcome.metrics
+    resumed = f" (resumed after epoch {outcome.resumed_at_epoch})" if outcome.resumed_at_epoch else ""
+    print(f"\nTraining done: {m['epochs_run']} epochs{resumed} in {m['wall_time_s']:.1f} s "
+          f"on {m['strategy']} with {m['num_replicas']} replica(s)")
+    print(f"  {m['metric']}: final {m['final']:.4f}, best {m['best']:.4f} (epoch {m['best_epoch']})")
+    print(f"  model (SavedModel): {config.model_dir}")
+    print(f"  metrics:            {outcome.metrics_path}")
+    print(f"  checkpoints:        {config.checkpoint_dir}")
+    print(f"  TensorBoard logs:   {config.tensorboard_dir}    (tensorboard --logdir {config.tensorboard_dir})")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    text = _help(argv)
+    if text:
+        print(text)
+        return 0
+    try:
+        config = parse(argv)
+    except ConfigError as e:
+        return _fail(2, str(e))
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("trainer").setLevel(logging.INFO)
+    from trainer import training  # noqa: PLC0415  TensorFlow loads only for a valid config
+
+    try:
+        outcome = training.run(config)
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted; rerun the same command to resume from the last completed epoch")
+    except (RunError, OSError) as e:
+        traceback.print_exc()
+        return _fail(1, str(e))
+    except Exception as e:  # the one-line reason must still be the last line
+        traceback.print_exc()
+        return _fail(1, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+    if config.cluster.is_chief:
+        _print_summary(config, outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""One training run: strategy, data, model, callbacks, fit, export, metrics.json.
+
+Only the chief writes the model, metrics and reports. Other workers run the same save calls
+(they are collective under MultiWorkerMirroredStrategy) into temporary dirs they remove.
+"""
+import contextlib
+import dataclasses
+import logging
+import shutil
+import sys
+import tempfile
+import time
+
+import tensorflow as tf
+import tf_keras as keras
+from tensorboard.plugins.hparams import api as hparams_api
+
+from trainer import data as data_lib
+from trainer import distribution, models, optimization, reporting, storage
+from trainer.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Outcome:
+    metrics: dict
+    metrics_path: str | None
+    resumed_at_epoch: int
+
+
+@contextlib.contextmanager
+def _own_dir(path: str, is_chief: bool):
+    """The chief writes to `path`; other workers to a temporary dir removed afterwards."""
+    if is_chief:
+        yield path
+        return
+    temp = tempfile.mkdtemp(prefix="trainer-worker-")
+    try:
+        yield temp
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _compile(model, c: Config, steps_per_epoch: int):
+    model.compile(
+        optimizer=optimization.build_optimizer(c, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=c.steps_per_execution,
+        jit_compile=c.jit_compile,
+    )
+
+
+def _write_hparams(c: Config, log_dir: str):
+    """The TensorBoard hparams dashboard: this run's hyperparameters and the objective."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        hparams_api.hparams_config(
+            hparams=[hparams_api.HParam(name) for name in c.hyperparameters],
+            metrics=[hparams_api.Metric("epoch_accuracy", group="validation", display_name="val_accuracy"),
+                     hparams_api.Metric("epoch_loss", group="validation", display_name="val_loss")])
+        hparams_api.hparams(c.hyperparameters, trial_id=c.trial_id)
+    writer.close()
+
+
+def _callbacks(c: Config, reporter, best_so_far):
+    checkpoints = c.checkpoint_dir
+    callbacks = [
+        # First, so an epoch is in history.json before the backup marks it done.
+        reporter,
+        keras.callbacks.BackupAndRestore(storage.join(checkpoints, "backup"), save_freq="epoch",
+                                         delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(storage.join(checkpoints, "last", "ckpt"), save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(storage.join(checkpoints, "best", "ckpt"), save_weights_only=True,
+                                        save_best_only=True, monitor=c.hypertune_metric, mode=c.metric_goal,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.TensorBoard(c.tensorboard_dir, profile_batch=0),
+    ]
+    if c.patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=c.hypertune_metric, mode=c.metric_goal,
+                                                       patience=c.patience, min_delta=c.min_delta))
+    return callbacks
+
+
+def export(model, path: str, image_shape, image_dtype):
+    """A SavedModel whose serving signature takes raw images and returns class probabilities."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], image_dtype, name="image")])
+    def serve(image):
+        return {"probabilities": model(image, training=False)}
+
+    tf.saved_model.save(model, path, signatures={"serving_default": serve})
+
+
+def run(c: Config) -> Outcome:
+    started = time.time()
+    strategy = distribution.create(c)  # before any other TF op
+    keras.utils.set_random_seed(c.seed)
+    if c.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    data = data_lib.load(c, strategy.num_replicas_in_sync)
+    log.info("Data: %s, %d training examples, global batch %d, %d steps per epoch", c.dataset,
+             data.train_examples, c.batch_size * strategy.num_replicas_in_sync, data.steps_per_epoch)
+    with strategy.scope():
+        model = models.build(c, data.image_shape, data.image_dtype, data.num_classes, data.pixel_mean,
+                             data.pixel_std)
+        _compile(model, c, data.steps_per_epoch)
+
+    chief = c.cluster.is_chief
+    with _own_dir(c.checkpoint_dir, chief) as checkpoint_dir, _own_dir(c.tensorboard_dir, chief) as log_dir:
+        storage.write_text(storage.join(checkpoint_dir, "config.json"), c.to_json())
+        _write_hparams(c, log_dir)
+        reporter = reporting.EpochReporter(c, checkpoint_dir)
+        earlier = [h[c.hypertune_metric] for h in reporter.history]
+        best_so_far = reporting.best_of(earlier, c.metric_goal)
+        model.fit(data.train, validation_data=data.validation, epochs=c.epochs,
+                  callbacks=_callbacks(c, reporter, best_so_far), verbose=1 if sys.stdout.isatty() else 2)
+
+    with _own_dir(c.model_dir, chief) as model_dir:
+        export(model, model_dir, data.image_shape, data.image_dtype)
+        metrics = reporting.summarize(c, reporter.history, type(strategy).__name__,
+                                      strategy.num_replicas_in_sync, time.time() - started)
+        metrics_path = reporting.write_metrics(model_dir, metrics) if chief else None
+    return Outcome(metrics=metrics, metrics_path=metrics_path, resumed_at_epoch=reporter.resumed_at or 0)
