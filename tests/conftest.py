@@ -3,12 +3,12 @@ import uuid
 
 import pytest
 
-from tests.support.gcs import GcsEmulator
-
 
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A started GcsEmulator (tests/support/gcs.py), shared by the whole session."""
+    from tests.support.gcs import GcsEmulator  # only the GCS tests pay for its imports
+
     with GcsEmulator() as emulator:
         yield emulator
 
