@@ -3,8 +3,11 @@
 The validation set is a deterministic slice of the training split (the same examples on
 every run and every worker), so trials are comparable and a resumed run sees the same data.
 """
+import contextlib
 import dataclasses
+import fcntl
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -33,14 +36,28 @@ def _builder(config: Config):
     if config.dataset == BUILTIN_DATASET:
         from trainer.datasets import uci_digits  # noqa: F401,PLC0415  (registers the builder)
     try:
-        builder = tfds.builder(config.dataset, data_dir=config.data_dir)
-        builder.download_and_prepare()
+        with _prepare_lock(config.data_dir):  # the builder reads what is prepared when it is made
+            builder = tfds.builder(config.dataset, data_dir=config.data_dir)
+            builder.download_and_prepare()
     except Exception as e:  # TFDS raises many types here: network, checksum, permissions
         raise RunError(
             f"could not prepare dataset {config.dataset!r} in {config.data_dir or 'the TFDS default dir'}: "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
             "(offline? prepare it where there is network and pass --data_dir)") from e
     return builder
+
+
+@contextlib.contextmanager
+def _prepare_lock(data_dir):
+    """Workers on one machine share a data dir: one prepares while the others wait, then reuse it."""
+    if data_dir and data_dir.startswith("gs://"):
+        yield  # prepared data on GCS is read, not written, by the trainer
+        return
+    directory = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".trainer-prepare.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _split_names(builder, validation_split: float):

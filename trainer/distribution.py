@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from trainer.config import Config
 from trainer.environment import Cluster
+from trainer.watchdog import StartupWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,38 @@ def _split_cpu(n: int) -> list[str]:
     return [f"/cpu:{i}" for i in range(n)]
 
 
+def _multi_worker(config: Config) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MWMS, with its start-up bounded by a watchdog process and its collectives by a timeout."""
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.collective_timeout or None)
+    log.info("Waiting up to %d s for %d workers to join (this is %s)", config.startup_timeout,
+             config.cluster.num_workers, config.cluster.task_name)
+    watchdog = StartupWatchdog(config.startup_timeout, config.cluster.task_name, config.cluster.peers())
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    finally:
+        watchdog.cancel()
+
+
 def create(config: Config) -> tf.distribute.Strategy:
     gpus = tf.config.list_physical_devices("GPU")
     kind = choose(config.cluster, len(gpus), config.cpu_replicas)
     if kind == MULTI_WORKER:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = _multi_worker(config)
     elif kind == MIRRORED:
         devices = None if len(gpus) > 1 else _split_cpu(config.cpu_replicas)
         strategy = tf.distribute.MirroredStrategy(devices=devices)
     else:
         strategy = tf.distribute.get_strategy()
-    log.info("Strategy: %s with %d replica(s)%s", type(strategy).__name__, strategy.num_replicas_in_sync,
+    log.info("Strategy: %s with %d replica(s)%s", name(strategy), strategy.num_replicas_in_sync,
              f" ({config.cluster.num_workers} workers, this is {config.cluster.task_name})"
              if config.cluster.is_multi_worker else "")
     return strategy
+
+
+def name(strategy: tf.distribute.Strategy) -> str:
+    """The public name (MWMS's class is CollectiveAllReduceStrategy; the default one is private)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return "DefaultStrategy" if strategy is tf.distribute.get_strategy() else type(strategy).__name__

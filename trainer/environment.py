@@ -27,6 +27,12 @@ class Cluster:
     def task_name(self) -> str:
         return f"{self.role}:{self.index}"
 
+    def peers(self) -> dict[str, str]:
+        """The other training tasks, name -> address, from TF_CONFIG."""
+        cluster = (self.tf_config or {}).get("cluster", {})
+        return {f"{role}:{i}": address for role in ("chief", "worker") for i, address in enumerate(cluster.get(role, []))
+                if (role, i) != (self.role, self.index)}
+
 
 SINGLE = Cluster(role="chief", index=0, num_workers=1, is_chief=True)
 

@@ -56,6 +56,12 @@ def _gcs_errors(path: str, doing: str):
         raise PermissionError(f"cannot {doing} {path}: no Google Cloud credentials ({exc})") from exc
 
 
+def _retry():
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY
+
+
 def write_text(path: str, text: str) -> None:
     """Writes atomically (temp file + rename) so a reader never sees half a file.
 
@@ -64,7 +70,8 @@ def write_text(path: str, text: str) -> None:
     if is_gcs(path):
         content_type = mimetypes.guess_type(path)[0] or "text/plain"
         with _gcs_errors(path, "write"):
-            _blob(path).upload_from_string(text, content_type=content_type)
+            # Uploading the same text again is harmless, so transient errors are retried.
+            _blob(path).upload_from_string(text, content_type=content_type, retry=_retry())
         return
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)

@@ -18,6 +18,8 @@ from tensorboard.plugins.hparams import api as hparams_api
 from trainer import data as data_lib
 from trainer import distribution, models, optimization, reporting, storage
 from trainer.config import Config
+from trainer.errors import RunError
+from trainer.preemption import SigtermGuard
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ def _write_hparams(c: Config, log_dir: str):
 def _callbacks(c: Config, reporter, best_so_far):
     checkpoints = c.checkpoint_dir
     callbacks = [
-        # First, so an epoch is in history.json before the backup marks it done.
+        SigtermGuard(checkpoints),
+        # Before the backup, so an epoch is in history.json before the backup marks it done.
         reporter,
         keras.callbacks.BackupAndRestore(storage.join(checkpoints, "backup"), save_freq="epoch",
                                          delete_checkpoint=True),
@@ -93,6 +96,10 @@ def export(model, path: str, image_shape, image_dtype):
     tf.saved_model.save(model, path, signatures={"serving_default": serve})
 
 
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
 def run(c: Config) -> Outcome:
     started = time.time()
     strategy = distribution.create(c)  # before any other TF op
@@ -114,12 +121,19 @@ def run(c: Config) -> Outcome:
         reporter = reporting.EpochReporter(c, checkpoint_dir)
         earlier = [h[c.hypertune_metric] for h in reporter.history]
         best_so_far = reporting.best_of(earlier, c.metric_goal)
-        model.fit(data.train, validation_data=data.validation, epochs=c.epochs,
-                  callbacks=_callbacks(c, reporter, best_so_far), verbose=1 if sys.stdout.isatty() else 2)
+        try:
+            model.fit(data.train, validation_data=data.validation, epochs=c.epochs,
+                      callbacks=_callbacks(c, reporter, best_so_far), verbose=1 if sys.stdout.isatty() else 2)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
+            if not c.cluster.is_multi_worker:
+                raise
+            raise RunError(
+                f"lost contact with another worker of {c.cluster.num_workers} ({_first_line(e.message)}); rerun "
+                "the job to resume from the last completed epoch") from e
 
     with _own_dir(c.model_dir, chief) as model_dir:
         export(model, model_dir, data.image_shape, data.image_dtype)
-        metrics = reporting.summarize(c, reporter.history, type(strategy).__name__,
+        metrics = reporting.summarize(c, reporter.history, distribution.name(strategy),
                                       strategy.num_replicas_in_sync, time.time() - started)
         metrics_path = reporting.write_metrics(model_dir, metrics) if chief else None
     return Outcome(metrics=metrics, metrics_path=metrics_path, resumed_at_epoch=reporter.resumed_at or 0)
