@@ -20,6 +20,7 @@ class Preempted(RunError):
 class SigtermGuard(keras.callbacks.Callback):
     def __init__(self, checkpoint_dir: str):
         super().__init__()
+        self._supports_tf_logs = True  # the per-batch hook must not force logs to numpy (a sync)
         self._checkpoint_dir = checkpoint_dir
         self._received = False
         self._epoch = 0
