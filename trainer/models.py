@@ -35,16 +35,16 @@ def _cnn(x, c: Config):
 
 def _residual_block(x, filters):
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.BatchNormalization(momentum=0.9)(y)
     y = keras.layers.ReLU()(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.BatchNormalization(momentum=0.9)(y)
     return keras.layers.ReLU()(keras.layers.Add()([x, y]))
 
 
 def _resnet(x, c: Config):
     x = keras.layers.Conv2D(c.filters, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
     for _ in range(c.num_layers):
         x = _residual_block(x, c.filters)

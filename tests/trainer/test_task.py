@@ -106,12 +106,19 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert "global batch 64" in result.stderr
 
 
-def test_each_architecture_trains(tmp_path):
-    for model in ("cnn", "resnet"):
-        result = run_trainer(tmp_path, f"--model={model}", "--epochs=1", "--num_layers=1", "--filters=8",
-                             "--lr_schedule=cosine", "--optimizer=sgd", f"--job_dir={tmp_path}/{model}")
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert read_json(tmp_path / model / "model" / "metrics.json")["epochs_run"] == 1
+@pytest.mark.parametrize("model, extra", [
+    ("cnn", ["--mixed_precision", "--optimizer=rmsprop", "--lr_schedule=exponential", "--warmup_epochs=1"]),
+    ("resnet", ["--jit_compile", "--steps_per_execution=4", "--optimizer=adamw", "--weight_decay=0.01",
+                "--lr_schedule=cosine", "--label_smoothing=0.1"]),
+])
+def test_each_architecture_and_option_trains(tmp_path, model, extra):
+    result = run_trainer(tmp_path, f"--model={model}", "--epochs=2", "--num_layers=1", "--filters=8", *extra,
+                         f"--job_dir={tmp_path}/run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_json(tmp_path / "run" / "model" / "metrics.json")
+    assert metrics["epochs_run"] == 2 and metrics["hyperparameters"]["model"] == model
+    history = read_json(tmp_path / "run" / "checkpoints" / "history.json")
+    assert history[-1]["loss"] < history[0]["loss"]  # it learns
 
 
 def _wait_for_epochs(path, count, process, timeout=120):
