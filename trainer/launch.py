@@ -15,10 +15,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from trainer.process import die_with_parent
 
 STOP_GRACE_S = 30  # how long workers get to finish after the chief is done
+WORKER_FAILURE_GRACE_S = 20  # how long the chief gets to notice a failed worker itself
 
 
 def free_ports(count: int) -> list[int]:
@@ -74,15 +76,44 @@ def _parse(argv):
     return args
 
 
+def _wait_for_chief(processes, roles) -> int:
+    """The chief's status. A worker that fails first would leave the chief waiting for it (up to
+    --startup_timeout at start-up): the chief is then stopped after a short grace period."""
+    chief = processes[0]
+    while True:
+        try:
+            return chief.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        failed = [(role, p.returncode) for role, p in zip(roles[1:], processes[1:]) if p.poll() not in (None, 0)]
+        if failed:
+            try:
+                return chief.wait(timeout=WORKER_FAILURE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                (task_type, index), status = failed[0]
+                print(f"[launch] {task_type}-{index} exited with status {status}; stopping the chief",
+                      file=sys.stderr, flush=True)
+                chief.kill()
+                return chief.wait()
+
+
+def _default_job_dir(trainer_args) -> list[str]:
+    """One --job_dir for every process: each would otherwise pick its own runs/<time>."""
+    if any(a.split("=")[0] in ("--job_dir", "--model_dir") for a in trainer_args) or "AIP_MODEL_DIR" in os.environ:
+        return []
+    return [f"--job_dir={os.path.abspath(os.path.join('runs', time.strftime('%Y%m%d-%H%M%S', time.gmtime())))}"]
+
+
 def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     addresses = [f"{args.host}:{port}" for port in free_ports(args.workers)]
     roles = [("chief", 0)] + [("worker", i) for i in range(args.workers - 1)]
     trial = os.environ.get("CLOUD_ML_TRIAL_ID")
+    trainer_args = args.trainer_args + _default_job_dir(args.trainer_args)
     processes, threads = [], []
     for task_type, index in roles:
         env = {**os.environ, **cluster_env(addresses, task_type, index, trial), "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen([sys.executable, "-m", "trainer.task", *args.trainer_args], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "trainer.task", *trainer_args], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    preexec_fn=die_with_parent)
         prefix = f"[{task_type}-{index}]" if task_type == "worker" else "[chief]"
@@ -99,7 +130,7 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    chief_status = processes[0].wait()
+    chief_status = _wait_for_chief(processes, roles)
     for p in processes[1:]:
         try:
             p.wait(timeout=STOP_GRACE_S)

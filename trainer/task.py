@@ -4,6 +4,7 @@ Exit codes (DESIGN.md 3.2): 0 done; 2 bad usage or configuration, found before a
 trained or written; 1 a failure during the run. The last line of stderr says why.
 """
 import logging
+import os
 import sys
 import traceback
 
@@ -62,6 +63,16 @@ def parse(argv) -> config_lib.Config:
     return config
 
 
+def _warn_if_outputs_are_lost(config) -> None:
+    """On Vertex AI, a container's local disk disappears with the job."""
+    on_vertex = "CLUSTER_SPEC" in os.environ or "CLOUD_ML_JOB_ID" in os.environ
+    local = [d for d in (config.model_dir, config.checkpoint_dir) if not d.startswith(("gs://", "/gcs/"))]
+    if on_vertex and local:
+        logging.getLogger("trainer").warning(
+            "running on Vertex AI with outputs on the container's local disk (%s): they are lost when the job "
+            "ends; set baseOutputDirectory on the job or pass --job_dir=gs://...", ", ".join(local))
+
+
 def _print_summary(config, outcome) -> None:
     m = outcome.metrics
     resumed = f" (resumed after epoch {outcome.resumed_at_epoch})" if outcome.resumed_at_epoch else ""
@@ -87,6 +98,7 @@ def main(argv=None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
+    _warn_if_outputs_are_lost(config)
     from trainer import training  # noqa: PLC0415  TensorFlow loads only for a valid config
 
     try:

@@ -119,6 +119,29 @@ def test_killed_worker_fails_the_job_promptly_and_the_rerun_resumes(tmp_path, si
     assert [h["epoch"] for h in read_json(history)] == list(range(1, 7))
 
 
+def test_a_worker_that_dies_during_start_up_stops_the_launch(tmp_path):
+    args, env = _launch(tmp_path, f"--job_dir={tmp_path}/run")
+    launcher = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        deadline = time.time() + 30
+        while True:  # kill the worker as soon as it exists, long before the cluster can form
+            try:
+                os.kill(_worker_pid(launcher.pid), signal.SIGKILL)
+                break
+            except (AssertionError, OSError):
+                assert time.time() < deadline, "no worker process appeared"
+                time.sleep(0.02)
+        killed_at = time.time()
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert "[launch] worker-0 exited with status -9; stopping the chief" in stderr
+    assert time.time() - killed_at < launch.WORKER_FAILURE_GRACE_S + 30
+    assert last_line(stderr).startswith("error: the chief exited with status")
+
+
 def test_a_worker_that_never_starts_fails_the_chief_within_the_bound(tmp_path):
     chief_port, missing_port = launch.free_ports(2)
     env = trainer_env(tmp_path, **launch.cluster_env([f"127.0.0.1:{chief_port}", f"127.0.0.1:{missing_port}"],
