@@ -1,0 +1,88 @@
+"""Helpers of the tuner's tests: configs for the tiny trial script, and `python -m tuner` runs.
+
+Studies run for real: the tuner is a subprocess, each trial a process of
+tests/tuner/trial_script.py reporting through cloudml-hypertune.
+"""
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TRIAL_SCRIPT = Path(__file__).with_name("trial_script.py")
+TIMEOUT_S = 120
+
+BASE = {
+    "displayName": "tuner-test",
+    "studySpec": {
+        "metrics": [{"metricId": "score", "goal": "MAXIMIZE"}],
+        "parameters": [{"parameterId": "x", "doubleValueSpec": {"minValue": 0.0,
+                                                                "maxValue": 1.0}}],
+    },
+    "maxTrialCount": 4,
+    "parallelTrialCount": 2,
+    "trialJobSpec": {"workerPoolSpecs": [{
+        "machineSpec": {"machineType": "n1-standard-4"},
+        "replicaCount": 1,
+        "containerSpec": {"imageUri": "us-docker.pkg.dev/p/r/trainer:latest",
+                          "command": ["python", str(TRIAL_SCRIPT)],
+                          "args": ["--steps=2", "--sleep=0.1"]},
+    }]},
+}
+
+
+def config(**changes):
+    """BASE with top-level keys replaced; `study=` updates studySpec, `args=` the trial args."""
+    doc = copy.deepcopy(BASE)
+    doc["studySpec"].update(changes.pop("study", {}))
+    if "args" in changes:
+        doc["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"] = changes.pop("args")
+    doc.update(changes)
+    return doc
+
+
+def write_yaml(path, doc):
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def tuner_env(**extra):
+    """The test's environment without Vertex variables, with the repository importable."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIP_", "CLOUD_ML_")) and k not in ("TF_CONFIG", "CLUSTER_SPEC")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_tuner(*args, cwd=None, timeout=TIMEOUT_S, env=None):
+    return subprocess.run([sys.executable, "-m", "tuner", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env or tuner_env())
+
+
+def start_tuner(*args, env=None, **popen):
+    return subprocess.Popen([sys.executable, "-m", "tuner", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env or tuner_env(), **popen)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def trial_runs(output_dir, trial_id):
+    """What each run of a trial saw (the trial script's runs.jsonl), oldest first."""
+    path = Path(output_dir) / str(trial_id) / "model" / "runs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def last_line(text):
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else ""

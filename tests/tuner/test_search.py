@@ -1,0 +1,167 @@
+"""Suggestions: the grid, scales, conditionals, pending trials, and resumable randomness."""
+import math
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from tests.tuner.support import config
+from tuner import search
+from tuner import spec as S
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+TREE = yaml.safe_load("""
+- parameterId: optimizer
+  categoricalValueSpec: {values: [adam, sgd, rmsprop]}
+  conditionalParameterSpecs:
+  - parentCategoricalValues: {values: [sgd, rmsprop]}
+    parameterSpec:
+      parameterId: momentum
+      discreteValueSpec: {values: [0.5, 0.9]}
+- parameterId: layers
+  integerValueSpec: {minValue: 1, maxValue: 3}
+  conditionalParameterSpecs:
+  - parentIntValues: {values: [2, 3]}
+    parameterSpec:
+      parameterId: width
+      discreteValueSpec: {values: [16, 64]}
+""")
+
+
+def _job(parameters, **changes):
+    return S.parse(config(study={"parameters": parameters}, **changes))
+
+
+def _ask(space, sampler, n, *, direction="maximize", objective=None, pending=0):
+    """n suggestions; all but the last `pending` are told objective(values) (default 0)."""
+    study = optuna.create_study(direction=direction, sampler=sampler)
+    suggestions = []
+    for i in range(n):
+        trial = study.ask()
+        values = space.suggest(trial)
+        suggestions.append(values)
+        if i < n - pending:
+            study.tell(trial, objective(values) if objective else 0.0)
+    return suggestions
+
+
+def test_grid_enumerates_the_conditional_tree_once():
+    space = search.Space(_job(TREE).parameters)
+    points = list(space.grid())
+    # optimizer: adam (1) + sgd, rmsprop (2 momentum each) = 5; layers: 1 + 2 * 2 widths = 5
+    assert space.grid_size() == len(points) == 25
+    decoded = {tuple(sorted(p.items())) for p in points}
+    assert len(decoded) == 25
+    adam = [p for p in points if p["optimizer"] == "adam"]
+    assert all("momentum" not in p for p in adam)
+    assert all(("width" in p) == (p["layers"] > 1) for p in points)
+
+
+def test_grid_sampler_hands_out_points_in_order():
+    space = search.Space(_job(TREE).parameters)
+    sampler = search.GridPointSampler(space)
+    study = optuna.create_study(sampler=sampler)
+    seen = []
+    for index in range(space.grid_size()):
+        sampler.index = index
+        seen.append(space.suggest(study.ask()))
+    expected = [{space.by_name[k].parameter.id: space.by_name[k].to_value(v)
+                 for k, v in p.items()} for p in space.grid()]
+    assert seen == expected
+
+
+def test_random_search_respects_scales():
+    parameters = yaml.safe_load("""
+    - {parameterId: lr, doubleValueSpec: {minValue: 1.0e-6, maxValue: 1.0}, scaleType: UNIT_LOG_SCALE}
+    - {parameterId: beta, doubleValueSpec: {minValue: 0.1, maxValue: 0.999},
+       scaleType: UNIT_REVERSE_LOG_SCALE}
+    - {parameterId: units, integerValueSpec: {minValue: 1, maxValue: 1000}, scaleType: UNIT_LOG_SCALE}
+    - {parameterId: batch, discreteValueSpec: {values: [8, 16, 32, 64]}}
+    """)
+    space = search.Space(_job(parameters).parameters)
+    values = _ask(space, search.RandomTreeSampler(space, seed=0), 400)
+    lr = np.array([v["lr"] for v in values])
+    beta = np.array([v["beta"] for v in values])
+    units = np.array([v["units"] for v in values])
+    assert lr.min() >= 1e-6 and lr.max() <= 1.0
+    assert 0.4 < np.mean(lr < 1e-3) < 0.6  # log-uniform: half the mass below the geometric middle
+    assert beta.min() >= 0.1 and beta.max() <= 0.999
+    # reverse log: the reflection 1.099 - beta is log-uniform, so P(beta > 0.9) =
+    # log(0.199 / 0.1) / log(0.999 / 0.1) = 0.30, where a uniform draw gives 0.11
+    assert 0.22 < np.mean(beta > 0.9) < 0.38
+    assert units.dtype.kind == "i" and units.min() >= 1 and units.max() <= 1000
+    assert 0.35 < np.mean(units <= 31) < 0.65
+    assert set(v["batch"] for v in values) == {8.0, 16.0, 32.0, 64.0}
+
+
+def test_inactive_parameters_are_never_suggested():
+    space = search.Space(_job(TREE).parameters)
+    for sampler in (search.RandomTreeSampler(space, seed=1), search.GPSampler(space, seed=1)):
+        values = _ask(space, sampler, 12, objective=lambda v: v["layers"])
+        for v in values:
+            assert ("momentum" in v) == (v["optimizer"] != "adam")
+            assert ("width" in v) == (v["layers"] > 1)
+
+
+def test_the_gp_finds_a_log_scale_optimum():
+    """lr's best value sits at 1e-3 on a 1e-6..1 log range: after 5 random trials, the GP
+    has to put suggestions near it; random search mostly does not."""
+    parameters = [{"parameterId": "lr", "doubleValueSpec": {"minValue": 1e-6, "maxValue": 1.0},
+                   "scaleType": "UNIT_LOG_SCALE"}]
+    space = search.Space(_job(parameters).parameters)
+
+    def objective(v):
+        return -(math.log10(v["lr"]) + 3) ** 2
+
+    gp = _ask(space, search.GPSampler(space, seed=3), 14, objective=objective)
+    best = max(objective(v) for v in gp[5:])
+    assert best > -0.05, [v["lr"] for v in gp]
+
+
+def test_pending_trials_spread_the_suggestions():
+    """Four suggestions asked while the earlier ones still run (a 2-D Branin surface, 6
+    trials done): the GP counts them as observed, so they do not pile up on one point."""
+    parameters = [{"parameterId": n, "doubleValueSpec": {"minValue": 0.0, "maxValue": 1.0}}
+                  for n in ("a", "b")]
+    space = search.Space(_job(parameters).parameters)
+
+    def branin(v):
+        a, b = 15 * v["a"] - 5, 15 * v["b"]
+        return -((b - 5.1 / (4 * math.pi ** 2) * a * a + 5 / math.pi * a - 6) ** 2
+                 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(a) + 10)
+
+    values = _ask(space, search.GPSampler(space, seed=0), 10, pending=4, objective=branin)
+    points = np.array([[v["a"], v["b"]] for v in values[-4:]])
+    gaps = [np.linalg.norm(points[i] - points[j]) for i in range(4) for j in range(i)]
+    assert min(gaps) > 0.05, points
+
+
+def test_suggestions_depend_on_the_trial_not_on_the_process():
+    """With a seed, trial n gets the same suggestion in any process, and trials differ:
+    a resumed tuner does not repeat the trials made before it started."""
+    space = search.Space(_job(TREE).parameters)
+    first = _ask(space, search.RandomTreeSampler(space, seed=7), 6)
+    again = _ask(space, search.RandomTreeSampler(space, seed=7), 6)
+    assert first == again
+    assert len({tuple(sorted(v.items())) for v in first}) > 3
+
+
+def test_make_sampler_per_algorithm():
+    space = search.Space(_job(TREE).parameters)
+    assert isinstance(search.make_sampler(S.GRID, space), search.GridPointSampler)
+    assert type(search.make_sampler(S.RANDOM, space)) is search.RandomTreeSampler
+    assert isinstance(search.make_sampler(S.BAYESIAN, space), search.GPSampler)
+
+
+@pytest.mark.parametrize("values,scale", [([1, 2, 4, 8, 1024], S.LOG), ([0.0, 0.5, 1.0], None)])
+def test_discrete_units_follow_the_scale(values, scale):
+    parameters = [{"parameterId": "d", "discreteValueSpec": {"values": values},
+                   **({"scaleType": scale} if scale else {})}]
+    node = search.Space(_job(parameters).parameters).nodes[0]
+    units = [node.unit(i) for i in range(len(values))]
+    assert units[0] == 0.0 and units[-1] == 1.0
+    if scale:
+        assert units[1] == pytest.approx(0.1)  # log2(2)/log2(1024)
+    assert [node.from_unit(u) for u in units] == list(range(len(values)))

@@ -1,0 +1,373 @@
+"""`python -m tuner run|validate|convert|results`: a Vertex AI tuning job, run on this machine.
+
+Exit codes: 0 done (some trials may have failed within the failure budget); 1 the study
+failed (failure budget used up); 2 bad usage or config, reported before anything is written
+or run; 128+N interrupted by signal N (running trials are run again by the same command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+
+import yaml
+
+from tuner import spec as S
+
+ALGORITHMS = {"algorithm-unspecified": S.BAYESIAN, "grid-search": S.GRID,
+              "random-search": S.RANDOM}
+ALGORITHM_WORDS = {S.BAYESIAN: "Bayesian optimisation with a Gaussian process",
+                   S.GRID: "grid search", S.RANDOM: "random search"}
+
+
+class UsageError(Exception):
+    """Bad input found after parsing the flags: one line, exit 2."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner",
+        description="Run a Vertex AI hyperparameter tuning job's study on this machine.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run the study (resumes it if --output-dir already holds it)",
+        description="Validate CONFIG, then run its trials as local processes. A trial command "
+                    "after -- replaces the config's own (argv as given, no shell); it gets "
+                    "one --<parameterId>=<value> per active parameter.",
+        usage="python -m tuner run CONFIG [options] [-- TRIAL COMMAND ...]")
+    run.add_argument("config", metavar="CONFIG", help="Vertex or legacy tuning YAML")
+    run.add_argument("--max-trial-count", type=_positive, help="overrides maxTrialCount")
+    run.add_argument("--parallel-trial-count", type=_positive,
+                     help="overrides parallelTrialCount")
+    run.add_argument("--algorithm", choices=list(ALGORITHMS), help="overrides studySpec.algorithm")
+    run.add_argument("--output-dir", help="the study's folder (default: runs/<config name>); "
+                                          "rerun with the same one to resume")
+    run.add_argument("--storage", help="shared study storage: a journal file path (e.g. on "
+                                       "NFS) or a database URL; default <output-dir>/"
+                                       "study.journal")
+    run.add_argument("--gpus", default="auto",
+                     help="auto (every visible GPU, else CPU), none, all, or ids like 0,1")
+    run.add_argument("--trials-per-gpu", type=_positive, default=1,
+                     help="trials sharing one GPU (sets TF_FORCE_GPU_ALLOW_GROWTH)")
+    run.add_argument("--seed", type=int, help="seed of the search, for repeatable suggestions")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, print each trial's command and environment, run nothing")
+    run.set_defaults(func=cmd_run)
+
+    validate = commands.add_parser("validate", help="check a config as strictly as gcloud")
+    validate.add_argument("config", metavar="CONFIG")
+    validate.set_defaults(func=cmd_validate)
+
+    convert = commands.add_parser("convert", help="legacy trainingInput YAML -> Vertex YAML")
+    convert.add_argument("config", metavar="LEGACY_CONFIG")
+    convert.add_argument("-o", "--output", help="write here instead of standard output")
+    convert.set_defaults(func=cmd_convert)
+
+    results = commands.add_parser("results", help="show a study again: a local output dir, or "
+                                                  "a cloud job's gs://bucket/base")
+    results.add_argument("source", metavar="DIR|gs://BUCKET/BASE")
+    results.add_argument("--config", help="for gs://: the job's config (metric goal, "
+                                          "measurement selection, parameter columns)")
+    results.add_argument("--output-dir", help="for gs://: also write trials.csv, "
+                                              "best_trial.json and plots here")
+    results.set_defaults(func=cmd_results)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trial_command = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, trial_command = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if trial_command is not None and args.command != "run":
+        parser.error("a trial command after -- is only for `run`")
+    if trial_command == []:
+        parser.error("nothing after --: give the trial command, e.g. -- python train.py")
+    try:
+        return args.func(args, trial_command)
+    except S.SpecError as exc:
+        print(f"error: {getattr(args, 'config', None) or args.source}: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _load(args, overrides=None) -> S.TuningJob:
+    job = S.load(args.config, overrides)
+    for note in job.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return job
+
+
+# --------------------------------------------------------------------------------------------
+# validate / convert
+# --------------------------------------------------------------------------------------------
+
+def cmd_validate(args, _command) -> int:
+    job = _load(args)
+    shape = (f"{job.max_trial_count} trials, {job.parallel_trial_count} in parallel, "
+             f"{job.algorithm}, metric {job.metric} {job.goal}, "
+             f"{len(job.walk())} parameters")
+    if job.dialect == "legacy":
+        print(f"OK: {args.config} is a valid legacy AI Platform config ({shape}). "
+              f"gcloud ai hp-tuning-jobs needs the Vertex form: "
+              f"python -m tuner convert {shlex.quote(args.config)}")
+    else:
+        print(f"OK: {args.config} is a valid Vertex AI HyperparameterTuningJob config ({shape})")
+    problem = S.local_problem(job)
+    if problem:
+        print(f"note: `python -m tuner run` will refuse it: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args, _command) -> int:
+    job = _load(args)
+    if job.dialect != "legacy":
+        raise UsageError(f"{args.config} is already a Vertex config (it has studySpec)")
+    S.parse(job.document)  # what we write must pass our own validation
+    text = (f"# Converted from {os.path.basename(args.config)} by `python -m tuner convert`.\n"
+            "# Check trialJobSpec (image, machine type) before submitting.\n"
+            + yaml.safe_dump(job.document, sort_keys=False, default_flow_style=False))
+    if args.output:
+        from tuner.results import _write_atomic
+        _write_atomic(args.output, text.encode())
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+def _overrides(args) -> dict:
+    return {"maxTrialCount": args.max_trial_count,
+            "parallelTrialCount": args.parallel_trial_count,
+            "algorithm": ALGORITHMS.get(args.algorithm) if args.algorithm else None}
+
+
+def _slots(args, job):
+    from tuner.runner import SlotError, make_slots, visible_gpus
+
+    try:
+        return make_slots(job.parallel_trial_count, args.gpus, args.trials_per_gpu,
+                          visible_gpus(), os.cpu_count() or 1)
+    except SlotError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _describe_slots(slots) -> str:
+    if slots[0].gpus:
+        text = (f"{len(slots)} GPU slot(s) on GPU "
+                f"{', '.join(sorted({g for s in slots for g in s.gpus}))}")
+    else:
+        text = f"{len(slots)} CPU slot(s)"
+    if slots[0].threads:
+        text += f", {slots[0].threads} thread(s) each"
+    return text
+
+
+def cmd_run(args, trial_command) -> int:
+    overrides = _overrides(args)
+    job = _load(args, overrides)
+    problem = S.local_problem(job)
+    if problem:
+        raise S.SpecError(problem.path, problem.message)
+    slots = _slots(args, job)
+    command = trial_command or list(job.trial_job.argv)
+    output_dir = args.output_dir or os.path.join(
+        "runs", os.path.splitext(os.path.basename(args.config))[0])
+    if args.dry_run:
+        origin = "given after --" if trial_command else job.trial_job.origin
+        return _dry_run(args, job, slots, command, origin, output_dir)
+    return _run(args, job, slots, command, output_dir, overrides, trial_command is not None)
+
+
+def _dry_run(args, job, slots, command, origin, output_dir) -> int:
+    import optuna
+
+    from tuner import search
+    from tuner.runner import THREAD_VARS, contract_env, trial_argv
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"dry run of {args.config} ({job.dialect}): {job.metric} {job.goal}, "
+          f"{ALGORITHM_WORDS[job.algorithm]}, {job.max_trial_count} trials, "
+          f"{job.parallel_trial_count} at a time on {_describe_slots(slots)}")
+    print(f"trial command ({origin}): {shlex.join(command)}")
+    print("each trial inherits this environment minus TF_CONFIG, CLUSTER_SPEC, "
+          "CUDA_VISIBLE_DEVICES and AIP_*/CLOUD_ML_* variables, plus:")
+    space = search.Space(job.parameters)
+    sampler = search.make_sampler(job.algorithm, space, args.seed)
+    study = optuna.create_study(sampler=sampler)
+    count = job.max_trial_count
+    if job.algorithm == S.GRID:
+        count = min(count, space.grid_size())
+    elif job.algorithm == S.BAYESIAN:
+        count = min(count, job.parallel_trial_count)
+    for number in range(count):
+        slot = slots[number % len(slots)]
+        trial = study.ask()
+        if isinstance(sampler, search.GridPointSampler):
+            sampler.index = number
+        parameters = space.suggest(trial)
+        trial_id = str(number + 1)
+        env = contract_env(trial_id, os.path.join(output_dir, trial_id), slot,
+                           job.trial_job.env)
+        if slot.threads:
+            env.update({name: str(slot.threads) for name in THREAD_VARS
+                        if name not in os.environ})
+        where = f"gpu {','.join(slot.gpus)}" if slot.gpus else f"cpu slot {slot.index}"
+        print(f"\ntrial {trial_id} ({where}):")
+        for name, value in env.items():
+            print(f"  {name}={shlex.quote(value)}")
+        print(f"  $ {shlex.join(trial_argv(command, parameters, job.parameters))}")
+    if count < job.max_trial_count:
+        if job.algorithm == S.GRID:
+            print(f"\nthe grid has {count} points: the study ends after trial {count}")
+        else:
+            print(f"\ntrials {count + 1}-{job.max_trial_count} are suggested from the results "
+                  f"of earlier ones")
+    return 0
+
+
+def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
+    from tuner import results, study as study_mod
+    from tuner.scheduler import Scheduler
+
+    storage, storage_name = study_mod.storage_for(output_dir, args.storage)
+    name = job.display_name or "study"
+    try:
+        study = study_mod.Study(storage, name, job, seed=args.seed)
+    except study_mod.StudyMismatch as exc:
+        raise UsageError(f"{storage_name} already holds study {name!r} with another search "
+                         f"space ({exc}); use another --output-dir (or set displayName for a "
+                         "new study in shared storage)") from None
+    os.makedirs(output_dir, exist_ok=True)
+    state = {"config": os.path.abspath(args.config), "storage": storage_name,
+             "study_name": name, "document": job.document, "overrides": overrides,
+             "command": command}
+    results._write_atomic(os.path.join(output_dir, "tuner.json"),
+                          (json.dumps(state, indent=2) + "\n").encode())
+    view = results.LiveView(job)
+    before = study.records()
+    print(f"study {name!r}: {job.metric} {job.goal}, {ALGORITHM_WORDS[job.algorithm]}, up to "
+          f"{job.max_trial_count} trials, {len(slots)} at a time on {_describe_slots(slots)}")
+    print(f"output: {output_dir}  storage: {storage_name}")
+    if before:
+        done = sum(1 for r in before if r.state != study_mod.ACTIVE)
+        print(f"resuming: {done} trial(s) finished; trials left {study_mod.ACTIVE} by a stopped "
+              "tuner run again with the same id and parameters")
+    scheduler = Scheduler(study, slots, output_dir, command, view)
+    parameter_ids = job.parameter_ids()
+    maximize = job.goal == S.MAXIMIZE
+
+    def refresh(plots=False):
+        rows = results.rows_from_records(job, study.records())
+        return rows, results.write_files(output_dir, rows, parameter_ids, maximize, job.metric,
+                                         plots=plots)
+
+    scheduler.on_change = refresh
+
+    def interrupt(signum, _frame):
+        if scheduler.interrupted:
+            raise KeyboardInterrupt  # asked twice: stop waiting for trials to exit
+        scheduler.interrupted = signum
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        outcome = scheduler.run()
+    finally:
+        view.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    rows, written = refresh(plots=True)
+    print()
+    print(results.summary(job, rows, config_path=args.config, overrides=overrides,
+                          custom_command=custom))
+    print(f"wrote {', '.join(os.path.join(output_dir, w) for w in written)}")
+    if outcome.status == "failed":
+        print(f"error: study failed: {outcome.message}; fix the trainer and start a new study "
+              "with another --output-dir", file=sys.stderr)
+        return 1
+    if outcome.status == "interrupted":
+        print(f"interrupted ({outcome.message})", file=sys.stderr)
+        return 128 + scheduler.interrupted
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+
+def cmd_results(args, _command) -> int:
+    from tuner import results
+
+    if args.source.startswith("gs://"):
+        job = _load(args) if args.config else None
+        rows, parameter_ids, metric = results.rows_from_gcs(args.source, job)
+        if not rows:
+            raise UsageError(f"{args.source}: no trial folders (<base>/<trial id>/) found")
+        maximize = job is None or job.goal == S.MAXIMIZE
+        if job is None:
+            print(f"(no --config: {metric} taken as MAXIMIZE with the last measurement, "
+                  "Vertex's defaults)")
+        print(results.table(results.sort_rows(rows, maximize), metric, parameter_ids))
+        best = results.best_row(rows, maximize)
+        if best:
+            print(f"best trial {best.trial_id}: {metric}={best.value:.6g}\n"
+                  f"  reproduce: {shlex.join(best.command)}")
+        if args.output_dir:
+            os.makedirs(args.output_dir, exist_ok=True)
+            written = results.write_files(args.output_dir, rows, parameter_ids, maximize,
+                                          metric, plots=True)
+            print(f"wrote {', '.join(os.path.join(args.output_dir, w) for w in written)}")
+        return 0
+    return _local_results(args)
+
+
+def _local_results(args) -> int:
+    from tuner import results, study as study_mod
+
+    path = os.path.join(args.source, "tuner.json")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except OSError:
+        raise UsageError(f"{args.source}: no tuner.json; is this a study's --output-dir?"
+                         ) from None
+    job = S.parse(state["document"], state["overrides"])
+    try:
+        storage = study_mod.existing_storage(state["storage"])
+        study = study_mod.Study(storage, state["study_name"], job, create=False)
+    except (FileNotFoundError, KeyError):
+        raise UsageError(f"{args.source}: the study's storage {state['storage']} is gone"
+                         ) from None
+    rows = results.rows_from_records(job, study.records())
+    written = results.write_files(args.source, rows, job.parameter_ids(),
+                                  job.goal == S.MAXIMIZE, job.metric, plots=True)
+    config = os.path.relpath(state["config"])
+    print(results.summary(job, rows, config_path=state["config"] if config.startswith("..")
+                          else config,
+                          overrides=state["overrides"],
+                          custom_command=state["command"] != list(job.trial_job.argv)))
+    print(f"wrote {', '.join(os.path.join(args.source, w) for w in written)}")
+    return 0

@@ -1,0 +1,453 @@
+"""What a study shows: the live view, the trials table, the files other tools read, the plots.
+
+Files written into the study's output dir (replaced whole, never left half-written):
+- `trials.csv`: trial_id, state, value, steps, elapsed_s, one column per parameterId (empty when
+  inactive, else the text the trial received), reason. `value` is the final measurement after
+  LAST/BEST selection; `steps` the last reported global_step (the number of measurements when
+  every step is 0).
+- `best_trial.json`: trial_id, value, parameters, command (shell-quoted argv of the best
+  SUCCEEDED trial).
+- `history.png`, `parallel_coordinates.png`, `curves.png`.
+
+The same table can be built from a cloud job's outputs, `<base>/<trial id>/model/metrics.json`
+as the trainer writes them, through google-cloud-storage.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from tuner import spec as S
+from tuner.study import ACTIVE, FAILED, INFEASIBLE, STOPPED, SUCCEEDED, TrialRecord
+
+FIXED_COLUMNS = ("trial_id", "state", "value", "steps", "elapsed_s")
+REFRESH_S = 1.0
+
+
+@dataclass
+class Row:
+    """One line of the table, whatever the source (a local study or a cloud job's files)."""
+
+    trial_id: str
+    state: str
+    value: float | None
+    steps: int
+    elapsed_s: float
+    parameters: dict  # parameterId -> value text as the trial received it
+    reason: str = ""
+    command: list[str] = field(default_factory=list)
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _steps(record: TrialRecord) -> int:
+    steps = [m.step for m in record.measurements]
+    return max(steps) if any(steps) else len(steps)
+
+
+def rows_from_records(job: S.TuningJob, records: list[TrialRecord]) -> list[Row]:
+    formats: dict[str, S.Parameter] = {}
+    for p in job.walk():
+        formats.setdefault(p.id, p)
+    return [Row(r.trial_id, r.state, r.value, _steps(r), round(r.elapsed_s, 1),
+                {k: formats[k].format(v) for k, v in r.parameters.items() if k in formats},
+                r.reason, r.command, [(m.step, m.value) for m in r.measurements])
+            for r in records]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _short(text: str) -> str:
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text
+
+
+def sort_rows(rows: list[Row], maximize: bool) -> list[Row]:
+    """Best value first; trials without one after them (active, then failed), by id."""
+    order = {SUCCEEDED: 0, STOPPED: 0, ACTIVE: 1, INFEASIBLE: 2, FAILED: 2}
+
+    def key(row: Row):
+        has = row.value is not None and math.isfinite(row.value)
+        value = (-row.value if maximize else row.value) if has else 0.0
+        return (0 if has else 1 + order.get(row.state, 3), value, _as_int(row.trial_id))
+
+    return sorted(rows, key=key)
+
+
+def _as_int(text: str):
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+
+
+def best_row(rows: list[Row], maximize: bool) -> Row | None:
+    done = [r for r in rows if r.state == SUCCEEDED and r.value is not None
+            and math.isfinite(r.value)]
+    return sort_rows(done, maximize)[0] if done else None
+
+
+def table(rows: list[Row], metric: str, parameter_ids: list[str], width: int = 60) -> str:
+    header = ["trial", "state", metric, "steps", "elapsed_s", *parameter_ids, "reason"]
+    lines = [[r.trial_id, r.state, _fmt(r.value), str(r.steps), _fmt(r.elapsed_s),
+              *[_short(r.parameters.get(p, "")) for p in parameter_ids],
+              r.reason if len(r.reason) <= width else r.reason[:width - 3] + "..."]
+             for r in rows]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
+                     for line in [header, *lines])
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+def _write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maximize: bool,
+                metric: str, *, plots: bool) -> list[str]:
+    """Writes trials.csv, best_trial.json (if a trial succeeded) and the plots; returns names."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*FIXED_COLUMNS, *parameter_ids, "reason"])
+    for r in sorted(rows, key=lambda r: _as_int(r.trial_id)):
+        writer.writerow([r.trial_id, r.state, "" if r.value is None else repr(r.value), r.steps,
+                         r.elapsed_s, *[r.parameters.get(p, "") for p in parameter_ids],
+                         r.reason])
+    _write_atomic(os.path.join(output_dir, "trials.csv"), out.getvalue().encode())
+    written = ["trials.csv"]
+    best = best_row(rows, maximize)
+    if best:
+        document = {"trial_id": best.trial_id, "value": best.value,
+                    "parameters": best.parameters, "command": shlex.join(best.command)}
+        _write_atomic(os.path.join(output_dir, "best_trial.json"),
+                      (json.dumps(document, indent=2) + "\n").encode())
+        written.append("best_trial.json")
+    if plots and any(r.value is not None for r in rows):
+        written += write_plots(output_dir, rows, parameter_ids, maximize, metric)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+def write_plots(output_dir: str, rows: list[Row], parameter_ids: list[str], maximize: bool,
+                metric: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = sorted([r for r in rows if r.value is not None and math.isfinite(r.value)],
+                  key=lambda r: _as_int(r.trial_id))
+    figures = {"history.png": _history(plt, done, maximize, metric),
+               "parallel_coordinates.png": _parallel(plt, done, parameter_ids, maximize, metric),
+               "curves.png": _curves(plt, rows, metric)}
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+        plt.close(figure)
+        _write_atomic(os.path.join(output_dir, name), buffer.getvalue())
+    return list(figures)
+
+
+def _history(plt, done: list[Row], maximize: bool, metric: str):
+    figure, axes = plt.subplots(figsize=(7, 4))
+    best, running = [], None
+    for r in done:
+        running = r.value if running is None else (max if maximize else min)(running, r.value)
+        best.append(running)
+    x = [int(r.trial_id) if r.trial_id.isdigit() else i for i, r in enumerate(done)]
+    for state, marker in ((SUCCEEDED, "o"), (STOPPED, "x")):
+        points = [(xi, r.value) for xi, r in zip(x, done) if r.state == state]
+        if points:
+            axes.scatter(*zip(*points), marker=marker, label=state.lower())
+    axes.step(x, best, where="post", color="tab:red", label="best so far")
+    axes.set(xlabel="trial id", ylabel=metric, title="Optimisation history")
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def _parallel(plt, done: list[Row], parameter_ids: list[str], maximize: bool, metric: str):
+    """One axis per parameter (numbers on their own range, categories evenly spaced) and one
+    for the objective; a line per trial, coloured by its value."""
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * (len(parameter_ids) + 1)), 4.5))
+    columns = [*parameter_ids, metric]
+    positions: list[dict] = []
+    for column in columns:
+        texts = [r.parameters.get(column) if column != metric else repr(r.value) for r in done]
+        present = [t for t in texts if t not in (None, "")]
+        try:
+            numbers = [float(t) for t in present]
+            low, high = min(numbers, default=0.0), max(numbers, default=1.0)
+            log = low > 0 and high / low >= 20  # spans 1.3+ decades: show it on a log axis
+            def place(t, low=low, high=high, log=log):
+                v = float(t)
+                if high == low:
+                    return 0.5
+                if log:
+                    return (math.log(v) - math.log(low)) / (math.log(high) - math.log(low))
+                return (v - low) / (high - low)
+            labels = {0.0: f"{low:.3g}", 1.0: f"{high:.3g}"}
+        except ValueError:
+            categories = sorted(set(present))
+            step = 1.0 / max(1, len(categories) - 1)
+            spots = {c: (i * step if len(categories) > 1 else 0.5)
+                     for i, c in enumerate(categories)}
+            def place(t, spots=spots):
+                return spots[t]
+            labels = {v: c for c, v in spots.items()}
+        positions.append({"place": place, "labels": labels})
+    values = [r.value for r in done]
+    low, high = min(values), max(values)
+    colormap = plt.get_cmap("viridis")
+    for r in done:
+        ys = []
+        for column, axis in zip(columns, positions):
+            text = r.parameters.get(column) if column != metric else repr(r.value)
+            ys.append(axis["place"](text) if text not in (None, "") else math.nan)
+        shade = 0.5 if high == low else (r.value - low) / (high - low)
+        if not maximize:
+            shade = 1 - shade
+        axes.plot(range(len(columns)), ys, color=colormap(shade), alpha=0.8)
+    for i, axis in enumerate(positions):
+        axes.axvline(i, color="grey", lw=0.8)
+        for y, label in axis["labels"].items():
+            axes.annotate(label, (i, y), xytext=(3, 0), textcoords="offset points",
+                          fontsize=7, va="center")
+    axes.set_xticks(range(len(columns)), columns, rotation=20)
+    axes.set_yticks([])
+    axes.set_title(f"Parallel coordinates (bright = better {metric})")
+    figure.tight_layout()
+    return figure
+
+
+def _curves(plt, rows: list[Row], metric: str):
+    figure, axes = plt.subplots(figsize=(7, 4))
+    colours = {SUCCEEDED: "tab:blue", STOPPED: "tab:orange", ACTIVE: "tab:green"}
+    for r in rows:
+        if r.curve and r.state in colours:
+            xs, ys = zip(*r.curve)
+            axes.plot(xs, ys, marker=".", color=colours[r.state], alpha=0.7)
+    for state, colour in colours.items():
+        axes.plot([], [], color=colour, label=state.lower())
+    axes.set(xlabel="step", ylabel=metric, title="Intermediate measurements")
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+# --------------------------------------------------------------------------------------------
+# Commands shown to the user
+# --------------------------------------------------------------------------------------------
+
+def gcloud_command(job: S.TuningJob, config_path: str, overrides: dict) -> list[str]:
+    """`gcloud ai hp-tuning-jobs create` for the same study; a legacy file is converted first."""
+    lines = []
+    config = config_path
+    if job.dialect == "legacy":
+        stem, _ = os.path.splitext(config_path)
+        config = f"{stem}.vertex.yaml"
+        lines.append(f"python -m tuner convert {shlex.quote(config_path)} "
+                     f"-o {shlex.quote(config)}")
+    name = job.display_name or os.path.splitext(os.path.basename(config_path))[0]
+    flags = ['--region="$REGION"', f"--display-name={shlex.quote(name)}",
+             f"--config={shlex.quote(config)}"]
+    if overrides.get("maxTrialCount") is not None:
+        flags.append(f"--max-trial-count={overrides['maxTrialCount']}")
+    if overrides.get("parallelTrialCount") is not None:
+        flags.append(f"--parallel-trial-count={overrides['parallelTrialCount']}")
+    if overrides.get("algorithm"):
+        flags.append(f"--algorithm={overrides['algorithm'].lower().replace('_', '-')}")
+    lines.append("gcloud ai hp-tuning-jobs create " + " ".join(flags))
+    return lines
+
+
+def summary(job: S.TuningJob, rows: list[Row], *, config_path: str | None = None,
+            overrides: dict | None = None, custom_command: bool = False) -> str:
+    maximize = job.goal == S.MAXIMIZE
+    parameter_ids = job.parameter_ids()
+    out = [table(sort_rows(rows, maximize), job.metric, parameter_ids)]
+    counts = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    out.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    best = best_row(rows, maximize)
+    if best:
+        out += [f"best trial {best.trial_id}: {job.metric}={best.value:.6g}",
+                f"  reproduce: {shlex.join(best.command)}"]
+    else:
+        out.append("no trial succeeded")
+    if config_path:
+        out.append("run this study on Vertex AI:")
+        out += [f"  {line}" for line in gcloud_command(job, config_path, overrides or {})]
+        if custom_command:
+            out.append("  (Vertex runs the config's trialJobSpec, not the command given "
+                       "after --)")
+    return "\n".join(out)
+
+
+class LiveView:
+    """Prints events as they happen; on a terminal also keeps a table of running trials."""
+
+    def __init__(self, job: S.TuningJob, stream=None, tty: bool | None = None):
+        self.job = job
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.t0 = time.monotonic()
+        self._block = 0
+        self._last_tick = 0.0
+
+    def _print(self, text: str) -> None:
+        self._erase()  # the next tick draws the table again, from fresh records
+        seconds = int(time.monotonic() - self.t0)
+        self.stream.write(f"[{seconds // 60:02d}:{seconds % 60:02d}] {text}\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self._print(text)
+
+    def _params(self, record: TrialRecord) -> str:
+        formats = {p.id: p for p in self.job.walk()}
+        return " ".join(f"{k}={_short(formats[k].format(v))}" for k, v in
+                        record.parameters.items())
+
+    def _values(self, record: TrialRecord) -> tuple[float | None, float | None]:
+        values = [m.value for m in record.measurements if math.isfinite(m.value)]
+        if not record.measurements:
+            return None, None
+        best = (max if self.job.goal == S.MAXIMIZE else min)(values) if values else None
+        return record.measurements[-1].value, best
+
+    def started(self, record: TrialRecord, slot) -> None:
+        where = f"gpu {','.join(slot.gpus)}" if slot.gpus else f"cpu slot {slot.index}"
+        verb = "started" if record.runs <= 1 else f"restarted (run {record.runs})"
+        self._print(f"trial {record.trial_id} {verb} on {where}: {self._params(record)}")
+
+    def measured(self, record: TrialRecord, new: list) -> None:
+        """One line per new measurement, with the trial's best value up to it."""
+        pick = max if self.job.goal == S.MAXIMIZE else min
+        for m in new:
+            upto = [o.value for o in record.measurements
+                    if (o.step, o.elapsed_s) <= (m.step, m.elapsed_s) and math.isfinite(o.value)]
+            self._print(f"trial {record.trial_id} step {m.step}: {self.job.metric}="
+                        f"{m.value:.4g} (best {_fmt(pick(upto) if upto else None)})")
+
+    def stopping(self, record: TrialRecord, reason: str) -> None:
+        self._print(f"trial {record.trial_id} stopping: {reason}")
+
+    def finished(self, record: TrialRecord, stderr_tail: list[str]) -> None:
+        value = f" {self.job.metric}={record.value:.4g}" if record.value is not None else ""
+        why = f": {record.reason}" if record.reason else ""
+        self._print(f"trial {record.trial_id} {record.state}{value} after "
+                    f"{record.elapsed_s:.1f} s{why}")
+        for line in stderr_tail[:-1]:  # the last line is already in the reason
+            self._print(f"    | {line}")
+
+    def tick(self, records) -> None:
+        """Draws the running-trials table (terminals only): again after an event erased it,
+        else at most once a second."""
+        if not self.tty or (self._block and time.monotonic() - self._last_tick < REFRESH_S):
+            return
+        self._last_tick = time.monotonic()
+        self._erase()
+        self._draw(records())
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Takes the table off the screen: the final summary follows."""
+        self._erase()
+        self.stream.flush()
+
+    def _erase(self) -> None:
+        if self._block:
+            self.stream.write(f"\x1b[{self._block}F\x1b[J")
+            self._block = 0
+
+    def _draw(self, records: list[TrialRecord]) -> None:
+        active = [r for r in records if r.state == ACTIVE]
+        finished = [r for r in records if r.state != ACTIVE]
+        lines = [f"-- {len(active)} running, {len(finished)} finished "
+                 f"of {self.job.max_trial_count} --"]
+        for r in active:
+            latest, best = self._values(r)
+            lines.append(f"   trial {r.trial_id:>3} ACTIVE latest {_fmt(latest):>8} "
+                         f"best {_fmt(best):>8}  {self._params(r)}")
+        self.stream.write("\n".join(lines) + "\n")
+        self._block = len(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# A cloud job's outputs on GCS
+# --------------------------------------------------------------------------------------------
+
+def rows_from_gcs(uri: str, job: S.TuningJob | None) -> tuple[list[Row], list[str], str]:
+    """Rows from `<uri>/<trial id>/model/metrics.json`, the parameter columns, the metric.
+
+    Without a config: value = `final` (LAST) and the parameter columns are the trainer flags
+    whose values differ between trials. A trial folder without metrics.json is INFEASIBLE:
+    from the files alone, running, failed and stopped trials look the same.
+    """
+    from google.api_core.exceptions import NotFound
+    from google.cloud import storage
+
+    bucket_name, _, base = uri[len("gs://"):].partition("/")
+    base = base.strip("/")
+    prefix = f"{base}/" if base else ""
+    client = storage.Client()
+    blobs = client.list_blobs(bucket_name, prefix=prefix, delimiter="/")
+    for _ in blobs.pages:
+        pass  # the folder names arrive with the pages
+    folders = sorted(blobs.prefixes)
+    rows, metrics = [], set()
+    bucket = client.bucket(bucket_name)
+    for folder in folders:
+        trial_id = folder[len(prefix):].strip("/")
+        try:
+            data = json.loads(bucket.blob(f"{folder}model/metrics.json").download_as_bytes())
+        except NotFound:
+            if trial_id.isdigit():
+                rows.append(Row(trial_id, INFEASIBLE, None, 0, 0.0, {},
+                                "no model/metrics.json (running, failed or stopped)"))
+            continue
+        metrics.add(data.get("metric", ""))
+        best = job is not None and job.measurement == S.BEST
+        value = data.get("best" if best else "final")
+        flags = {k: str(v) for k, v in (data.get("hyperparameters") or {}).items()}
+        command = ["python", "-m", "trainer.task", *[f"--{k}={v}" for k, v in flags.items()]]
+        rows.append(Row(trial_id, SUCCEEDED, None if value is None else float(value),
+                        int(data.get("epochs_run") or 0), float(data.get("wall_time_s") or 0),
+                        flags, "", command))
+    if job is not None:
+        parameter_ids = job.parameter_ids()
+        metric = job.metric
+    else:
+        keys = list(dict.fromkeys(k for r in rows for k in r.parameters))
+        parameter_ids = [k for k in keys if len({r.parameters.get(k) for r in rows
+                                                 if r.parameters}) > 1]
+        metric = metrics.pop() if len(metrics) == 1 else "value"
+    return rows, parameter_ids, metric

@@ -1,0 +1,376 @@
+"""Suggestions: the study's parameter tree as an Optuna search space, and the three algorithms.
+
+GRID_SEARCH enumerates the tree's feasible points in a fixed order (trial n gets point n),
+RANDOM_SEARCH samples uniformly in each parameter's scale, and ALGORITHM_UNSPECIFIED is
+Bayesian optimisation with `GPSampler`, a Gaussian process (scikit-learn) with expected
+improvement. Why a GP and not Optuna's TPE: bench/sampler_bench.py; numbers in the README.
+
+Optuna sees one distribution per node of the tree. Its name is the parameterId, made unique
+with `#k` when disjoint siblings share an id. Reverse-log parameters are sampled as their
+reflection on a log scale (dense near the top of the range, as Vertex defines it), and DISCRETE
+parameters as an index into their values, so every sampler keeps their order.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import optuna
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner import spec as S
+
+INACTIVE = -0.5  # feature of a parameter that is inactive in a trial: outside the unit box
+
+
+@dataclass(frozen=True)
+class Node:
+    """One parameter of the tree as Optuna samples it."""
+
+    name: str
+    parameter: S.Parameter
+    distribution: BaseDistribution
+
+    def to_value(self, internal):
+        """Optuna's value -> the value the trial receives."""
+        p = self.parameter
+        if p.type == S.DISCRETE:
+            return p.values[int(internal)]
+        if p.scale == S.REVERSE_LOG:
+            reflected = p.min + p.max - internal
+            return int(round(reflected)) if p.type == S.INTEGER else reflected
+        return internal
+
+    def unit(self, internal) -> float:
+        """Position in [0, 1] along the parameter's own scale (numeric nodes only)."""
+        p = self.parameter
+        if p.type == S.DISCRETE:
+            low, high, x = p.values[0], p.values[-1], p.values[int(internal)]
+            log = p.scale in (S.LOG, S.REVERSE_LOG)
+        else:
+            low, high, x = p.min, p.max, internal
+            log = p.scale in (S.LOG, S.REVERSE_LOG)  # reverse-log is sampled as a log reflection
+        if high == low:
+            return 0.5
+        if log:
+            return (math.log(x) - math.log(low)) / (math.log(high) - math.log(low))
+        return (x - low) / (high - low)
+
+    def from_unit(self, u: float):
+        """Inverse of `unit`, rounded to the node's domain."""
+        p, u = self.parameter, min(max(u, 0.0), 1.0)
+        if p.type == S.DISCRETE:
+            units = [self.unit(i) for i in range(len(p.values))]
+            return int(np.argmin([abs(v - u) for v in units]))
+        d = self.distribution
+        if d.log:
+            x = math.exp(math.log(d.low) + u * (math.log(d.high) - math.log(d.low)))
+        else:
+            x = d.low + u * (d.high - d.low)
+        if isinstance(d, IntDistribution):
+            return int(min(max(round(x), d.low), d.high))
+        return min(max(x, d.low), d.high)
+
+
+def _distribution(p: S.Parameter) -> BaseDistribution:
+    log = p.scale in (S.LOG, S.REVERSE_LOG)
+    if p.type == S.DOUBLE:
+        return FloatDistribution(p.min, p.max, log=log)
+    if p.type == S.INTEGER:
+        return IntDistribution(p.min, p.max, log=log)
+    if p.type == S.DISCRETE:
+        return IntDistribution(0, len(p.values) - 1)
+    return CategoricalDistribution(p.values)
+
+
+class Space:
+    """The parameter tree of a study, walked the same way by suggestion and by replay."""
+
+    def __init__(self, parameters: tuple[S.Parameter, ...]):
+        self.parameters = parameters
+        counts: dict[str, int] = {}
+        self._nodes: dict[int, Node] = {}  # keyed by id() of the spec's Parameter object
+        for p in S.walk_parameters(parameters):
+            counts[p.id] = counts.get(p.id, 0) + 1
+        seen: dict[str, int] = {}
+        for p in S.walk_parameters(parameters):
+            seen[p.id] = seen.get(p.id, 0) + 1
+            name = p.id if counts[p.id] == 1 else f"{p.id}#{seen[p.id]}"
+            self._nodes[id(p)] = Node(name, p, _distribution(p))
+        self.nodes = list(self._nodes.values())
+        self.by_name = {n.name: n for n in self.nodes}
+        self.distributions = {n.name: n.distribution for n in self.nodes}
+
+    def node(self, p: S.Parameter) -> Node:
+        return self._nodes[id(p)]
+
+    def suggest(self, trial: optuna.Trial) -> dict:
+        """Asks Optuna for every active parameter; returns {parameterId: value} for the trial."""
+        values: dict = {}
+
+        def visit(p: S.Parameter):
+            node = self.node(p)
+            d = node.distribution
+            if isinstance(d, CategoricalDistribution):
+                internal = trial.suggest_categorical(node.name, d.choices)
+            elif isinstance(d, IntDistribution):
+                internal = trial.suggest_int(node.name, d.low, d.high, log=d.log)
+            else:
+                internal = trial.suggest_float(node.name, d.low, d.high, log=d.log)
+            value = node.to_value(internal)
+            values[p.id] = value
+            for child in p.active_children(value):
+                visit(child)
+
+        for p in self.parameters:
+            visit(p)
+        return values
+
+    def complete(self, internal: dict, rng: np.random.RandomState) -> dict:
+        """Keeps the given values of active nodes, samples missing ones, drops inactive ones."""
+        out: dict = {}
+
+        def visit(p: S.Parameter):
+            node = self.node(p)
+            if node.name in internal:
+                out[node.name] = internal[node.name]
+            else:
+                out[node.name] = _random_internal(node.distribution, rng)
+            for child in p.active_children(node.to_value(out[node.name])):
+                visit(child)
+
+        for p in self.parameters:
+            visit(p)
+        return out
+
+    def grid(self) -> Iterator[dict]:
+        """Every feasible point of the tree once, as {node name: internal value}."""
+        def points(p: S.Parameter) -> Iterator[dict]:
+            node = self.node(p)
+            d = node.distribution
+            domain = d.choices if isinstance(d, CategoricalDistribution) else range(d.low,
+                                                                                     d.high + 1)
+            for internal in domain:
+                children = p.active_children(node.to_value(internal))
+                for rest in _product([points(c) for c in children]):
+                    yield {node.name: internal, **rest}
+
+        return _product([points(p) for p in self.parameters])
+
+    def grid_size(self) -> int:
+        def size(p: S.Parameter) -> int:
+            node = self.node(p)
+            d = node.distribution
+            domain = d.choices if isinstance(d, CategoricalDistribution) else range(d.low,
+                                                                                     d.high + 1)
+            return sum(math.prod(size(c) for c in p.active_children(node.to_value(v)))
+                       for v in domain)
+
+        return math.prod(size(p) for p in self.parameters)
+
+    def features(self, internal: dict) -> np.ndarray:
+        """A trial's point in the GP's input space: unit scales, one-hot categories."""
+        out: list[float] = []
+        for node in self.nodes:
+            d, value = node.distribution, internal.get(node.name)
+            if isinstance(d, CategoricalDistribution):
+                out.extend(float(value == c) for c in d.choices)
+            else:
+                out.append(INACTIVE if value is None else node.unit(value))
+        return np.asarray(out)
+
+
+def _product(iterators: list[Iterator[dict]]) -> Iterator[dict]:
+    """The product of the children's point sets, merged into single dicts (lazily)."""
+    if not iterators:
+        yield {}
+        return
+    first, rest = iterators[0], iterators[1:]
+    rest_points = [list(it) for it in rest]  # reused for every point of `first`
+    for head in first:
+        for tail in itertools.product(*rest_points):
+            merged = dict(head)
+            for part in tail:
+                merged.update(part)
+            yield merged
+
+
+def _random_internal(d: BaseDistribution, rng: np.random.RandomState):
+    if isinstance(d, CategoricalDistribution):
+        return d.choices[rng.randint(len(d.choices))]
+    if isinstance(d, IntDistribution):
+        if d.log:  # low >= 1 here: log scales need a positive range
+            x = math.exp(rng.uniform(math.log(d.low - 0.5), math.log(d.high + 0.5)))
+            return int(min(max(round(x), d.low), d.high))
+        return int(rng.randint(d.low, d.high + 1))
+    if d.log:
+        return math.exp(rng.uniform(math.log(d.low), math.log(d.high)))
+    return float(rng.uniform(d.low, d.high))
+
+
+class GridPointSampler(BaseSampler):
+    """Hands out grid points in order; the caller sets `index` before each suggestion.
+
+    The index is the trial's place among the study's kept trials, not its Optuna number, so
+    trials discarded by racing tuners leave no hole in the grid.
+    """
+
+    def __init__(self, space: Space):
+        self._points = space.grid()
+        self._cache: list[dict] = []
+        self.index = 0
+
+    def _point(self, index: int) -> dict:
+        while len(self._cache) <= index:
+            self._cache.append(next(self._points))
+        return self._cache[index]
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._point(self.index)[param_name]
+
+
+def _trial_rng(seed: int | None, number: int) -> np.random.RandomState:
+    """Randomness of one suggestion: repeatable per trial with a seed, and never the same
+    sequence for two trials, even across a resume or several tuners."""
+    return np.random.RandomState(None if seed is None else [seed, number])
+
+
+class RandomTreeSampler(BaseSampler):
+    """RANDOM_SEARCH: every active parameter uniform on its own scale."""
+
+    def __init__(self, space: Space, *, seed: int | None = None):
+        self._space = space
+        self._seed = seed
+
+    def infer_relative_search_space(self, study, trial):
+        return dict(self._space.distributions)
+
+    def sample_relative(self, study, trial: FrozenTrial, search_space):
+        return self._space.complete({}, _trial_rng(self._seed, trial.number))
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        rng = _trial_rng(self._seed, trial.number)
+        return _random_internal(param_distribution, rng)
+
+
+class GPSampler(RandomTreeSampler):
+    """Bayesian optimisation: a GP (Matern 5/2, ARD) on unit-scaled features, expected improvement.
+
+    The first `n_startup_trials` suggestions are random. Trials still running count as
+    observed at the GP's own prediction (a "kriging believer"), which collapses the
+    uncertainty around them so parallel suggestions spread out. Conditional parameters that
+    are inactive in a trial get a constant feature outside the unit box. The acquisition is
+    maximised over random points of the tree plus perturbations of the best trials.
+    """
+
+    def __init__(self, space: Space, *, seed: int | None = None, n_startup_trials: int = 5,
+                 n_candidates: int = 1000):
+        super().__init__(space, seed=seed)
+        self._n_startup = n_startup_trials
+        self._n_candidates = n_candidates
+
+    def sample_relative(self, study, trial: FrozenTrial, search_space):
+        rng = _trial_rng(self._seed, trial.number)
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value)]
+        if len(done) < self._n_startup:
+            return self._space.complete({}, rng)
+        pending = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.number != trial.number and t.params]
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        x = np.array([self._space.features(t.params) for t in done])
+        y = np.array([sign * t.value for t in done])
+        try:
+            gp = _fit(x, y, self._seed)
+            incumbent = float(np.max(y))
+            if pending:  # believed at the GP's mean: no improvement expected where they run
+                xp = np.array([self._space.features(t.params) for t in pending])
+                believed = gp.predict(xp)
+                gp = _fit(np.vstack([x, xp]), np.concatenate([y, believed]), self._seed,
+                          kernel=gp.kernel_)
+                incumbent = max(incumbent, float(np.max(believed)))
+        except np.linalg.LinAlgError:
+            return self._space.complete({}, rng)
+        best = [t.params for t in sorted(done, key=lambda t: -sign * t.value)[:5]]
+        return self._maximise(gp, incumbent, best, rng)
+
+    def _maximise(self, gp, incumbent: float, best: list[dict], rng) -> dict:
+        candidates = [self._space.complete({}, rng) for _ in range(self._n_candidates)]
+        for params in best:
+            candidates += [self._perturb(params, 0.15, rng)
+                           for _ in range(self._n_candidates // 10)]
+        chosen, score = self._best_of(gp, candidates, incumbent)
+        for scale in (0.05, 0.02):  # refine around the winner
+            local, local_score = self._best_of(
+                gp, [self._perturb(chosen, scale, rng) for _ in range(200)], incumbent)
+            if local_score > score:
+                chosen, score = local, local_score
+        return chosen
+
+    def _best_of(self, gp, candidates: list[dict], incumbent: float) -> tuple[dict, float]:
+        x = np.array([self._space.features(c) for c in candidates])
+        scores = _expected_improvement(gp, x, incumbent)
+        i = int(np.argmax(scores))
+        return candidates[i], float(scores[i])
+
+    def _perturb(self, params: dict, scale: float, rng) -> dict:
+        """A nearby point: numeric values moved along their scale, now and then a category."""
+        moved = {}
+        for name, value in params.items():
+            node = self._space.by_name[name]
+            if isinstance(node.distribution, CategoricalDistribution):
+                if rng.rand() >= 1.0 / len(params):
+                    moved[name] = value  # else dropped: `complete` draws it again
+            else:
+                moved[name] = node.from_unit(node.unit(value) + rng.normal(0, scale))
+        return self._space.complete(moved, rng)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, seed, kernel=None):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    if kernel is None:
+        kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+                  * Matern(np.full(x.shape[1], 0.5), (1e-2, 1e2), nu=2.5)
+                  + WhiteKernel(1e-3, (1e-6, 1e-1)))
+        optimizer, restarts = "fmin_l_bfgs_b", 2
+    else:
+        optimizer, restarts = None, 0  # refit on pending points with the learned kernel
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=optimizer,
+                                  n_restarts_optimizer=restarts, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(x, y)
+    return gp
+
+
+def _expected_improvement(gp, x: np.ndarray, incumbent: float) -> np.ndarray:
+    from scipy.special import ndtr
+
+    mean, std = gp.predict(x, return_std=True)
+    std = np.maximum(std, 1e-12)
+    z = (mean - incumbent) / std
+    return (mean - incumbent) * ndtr(z) + std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def make_sampler(algorithm: str, space: Space, seed: int | None = None) -> BaseSampler:
+    if algorithm == S.GRID:
+        return GridPointSampler(space)
+    if algorithm == S.RANDOM:
+        return RandomTreeSampler(space, seed=seed)
+    return GPSampler(space, seed=seed)

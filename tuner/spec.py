@@ -1,0 +1,1030 @@
+"""The study spec: Vertex AI and legacy AI Platform tuning YAML, parsed into one validated model.
+
+Both dialects end in the same `TuningJob`, so the rest of the tuner never asks which file it
+came from. Parsing is as strict as `gcloud ai hp-tuning-jobs create` (unknown keys, lower-case
+enum values and wrong types are errors) and then applies Vertex's own rules; the first problem
+found raises `SpecError`, whose text names the field path, e.g.
+`studySpec.parameters[1].doubleValueSpec.minValue: ...`. Legacy files (`trainingInput`) are
+checked with the same rules but their errors name legacy paths, and their enum values are
+matched case-insensitively because published samples use `type: integer`.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import yaml
+
+DOUBLE, INTEGER, CATEGORICAL, DISCRETE = "DOUBLE", "INTEGER", "CATEGORICAL", "DISCRETE"
+LINEAR, LOG, REVERSE_LOG = "UNIT_LINEAR_SCALE", "UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE"
+GRID, RANDOM, BAYESIAN = "GRID_SEARCH", "RANDOM_SEARCH", "ALGORITHM_UNSPECIFIED"
+MAXIMIZE, MINIMIZE = "MAXIMIZE", "MINIMIZE"
+LAST, BEST = "LAST_MEASUREMENT", "BEST_MEASUREMENT"
+LEGACY_DEFAULT_METRIC = "training/hptuning/metric"
+# The image ENTRYPOINT this project's trainer images use; a containerSpec without `command`
+# runs it, so locally its trial command is this module under the tuner's own interpreter.
+DEFAULT_ENTRYPOINT = ("python", "-m", "trainer.task")
+# Placeholders `convert` writes where a legacy file has nothing to map; the user edits them.
+PLACEHOLDER_IMAGE = "us-docker.pkg.dev/YOUR_PROJECT/YOUR_REPOSITORY/trainer:latest"
+PREBUILT_TF_IMAGE = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"
+PLACEHOLDER_MACHINE = "n1-standard-4"
+DISCRETE_TOLERANCE = 1e-10
+MAX_DISCRETE_VALUES = 1000
+VALUE_SPECS = {"doubleValueSpec": DOUBLE, "integerValueSpec": INTEGER,
+               "categoricalValueSpec": CATEGORICAL, "discreteValueSpec": DISCRETE}
+PARENT_CONDITIONS = {"parentDiscreteValues": DISCRETE, "parentIntValues": INTEGER,
+                     "parentCategoricalValues": CATEGORICAL}
+STOPPING_SPECS = {"medianAutomatedStoppingSpec": "median", "decayCurveStoppingSpec": "decay_curve",
+                  "convexAutomatedStoppingSpec": "convex"}
+
+
+class SpecError(Exception):
+    """A config problem: `path` is the field path, `message` says what is wrong and what to do."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Parameter:
+    """One `parameterId`, its domain, and the children that are active for some of its values."""
+
+    id: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    values: tuple = ()
+    scale: str | None = None  # None: unset / SCALE_TYPE_UNSPECIFIED (linear)
+    children: tuple[Child, ...] = ()
+
+    def format(self, value) -> str:
+        """The command-line text of a value, as Vertex passes it: floats for DOUBLE/DISCRETE."""
+        if self.type == INTEGER:
+            return str(int(value))
+        if self.type == CATEGORICAL:
+            return str(value)
+        return repr(float(value))
+
+    def active_children(self, value) -> list[Parameter]:
+        return [child.parameter for child in self.children if child.matches(self.type, value)]
+
+
+@dataclass(frozen=True)
+class Child:
+    parent_values: tuple
+    parameter: Parameter
+
+    def matches(self, parent_type: str, value) -> bool:
+        if parent_type == DISCRETE:
+            return any(abs(float(value) - v) <= DISCRETE_TOLERANCE for v in self.parent_values)
+        return value in self.parent_values
+
+
+@dataclass(frozen=True)
+class Stopping:
+    rule: str  # "median" | "decay_curve" | "convex"
+    use_elapsed: bool
+    field: str  # the YAML field, for messages
+    settings: tuple = ()  # the spec's (field, value) pairs as written, for `convert`
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial runs: pool 0's command line and environment."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    origin: str = ""  # how argv was derived, shown by --dry-run
+    extra_pools: int = 0  # worker pools after the primary one; not emulated locally
+
+
+@dataclass(frozen=True)
+class TuningJob:
+    display_name: str | None
+    metric: str
+    goal: str
+    parameters: tuple[Parameter, ...]
+    algorithm: str
+    measurement: str
+    stopping: Stopping | None
+    max_trial_count: int
+    parallel_trial_count: int
+    max_failed_trial_count: int
+    trial_job: TrialJob
+    dialect: str  # "vertex" | "legacy"
+    document: dict  # the Vertex form of the config (converted for a legacy file)
+    notes: tuple[str, ...] = field(default=())
+
+    def walk(self) -> list[Parameter]:
+        """Every parameter of the tree, parents before their children."""
+        return list(walk_parameters(self.parameters))
+
+    def parameter_ids(self) -> list[str]:
+        """Distinct parameter ids in tree order: the columns of the results table."""
+        return list(dict.fromkeys(p.id for p in self.walk()))
+
+    def search_space(self) -> dict:
+        """What identifies a study's search: a resumed or shared study must match it exactly."""
+        return {"metric": self.metric, "goal": self.goal, "algorithm": self.algorithm,
+                "parameters": [parameter_to_dict(p) for p in self.parameters]}
+
+
+# --------------------------------------------------------------------------------------------
+# Structural checking: a small schema of the fields gcloud knows
+# --------------------------------------------------------------------------------------------
+
+Check = Callable[[Any, str], Any]
+
+
+def _show(value) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "an empty value"
+    return repr(value)
+
+
+def _string(value, path):
+    if isinstance(value, str):
+        return value
+    hint = "; quote it in the YAML" if isinstance(value, (bool, int, float)) else ""
+    raise SpecError(path, f"must be a string, got {_show(value)}{hint}")
+
+
+def _integer(value, path):
+    if isinstance(value, bool):
+        raise SpecError(path, f"must be an integer, got {_show(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)  # int64 fields come back from the API as strings; gcloud takes both
+    raise SpecError(path, f"must be an integer, got {_show(value)}")
+
+
+def _double(value, path):
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):  # proto3 JSON takes numbers as strings; PyYAML reads 1e-4 as one
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise SpecError(path, f"must be a number, got {_show(value)}")
+    if not math.isfinite(number):
+        raise SpecError(path, f"must be a finite number, got {_show(value)}")
+    return number
+
+
+def _boolean(value, path):
+    if isinstance(value, bool):
+        return value
+    raise SpecError(path, f"must be true or false, got {_show(value)}")
+
+
+def _duration(value, path):
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d{1,9})?s", value):
+        return value
+    raise SpecError(path, f"must be a duration in seconds such as \"3600s\", got {_show(value)}")
+
+
+def _anything(value, path):
+    return value
+
+
+def _enum(*names: str, lenient: bool = False) -> Check:
+    def check(value, path):
+        if isinstance(value, str):
+            if value in names:
+                return value
+            if value.upper() in names:
+                if lenient:
+                    return value.upper()
+                raise SpecError(path, f"enum values are upper-case: write {value.upper()} "
+                                      f"(gcloud rejects {value!r})")
+        raise SpecError(path, f"must be one of {', '.join(names)}; got {_show(value)}")
+    return check
+
+
+def _list(item: Check, *, single_ok: bool = False) -> Check:
+    def check(value, path):
+        if single_ok and isinstance(value, dict):
+            value = [value]  # gcloud accepts one mapping where a list of messages is expected
+        if not isinstance(value, list):
+            raise SpecError(path, f"must be a list, got {_show(value)}")
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return check
+
+
+def _map_of(item: Check) -> Check:
+    def check(value, path):
+        if not isinstance(value, dict):
+            raise SpecError(path, f"must be a mapping, got {_show(value)}")
+        return {_string(k, f"{path}.{k}"): item(v, f"{path}.{k}") for k, v in value.items()}
+    return check
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class _Message:
+    """A proto message: known fields only, each checked by its own rule."""
+
+    def __init__(self, fields: dict[str, Check] | None = None, *, output_only: tuple = (),
+                 hint: str = ""):
+        self.fields = fields or {}
+        self.output_only = output_only
+        self.hint = hint
+
+    def __call__(self, value, path):
+        if not isinstance(value, dict):
+            raise SpecError(path, f"must be a mapping, got {_show(value)}")
+        out = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in self.output_only:
+                raise SpecError(where, "is output-only (set by the service); remove it")
+            if key not in self.fields:
+                raise SpecError(where, self._unknown(str(key)))
+            if item is None:
+                raise SpecError(where, "has no value; give one or remove the key")
+            out[key] = self.fields[key](item, where)
+        return out
+
+    def _unknown(self, key: str) -> str:
+        camel = _camel(key)
+        if camel != key and camel in self.fields:
+            return f"unknown field; keys are camelCase: write {camel}"
+        close = difflib.get_close_matches(key, list(self.fields), n=1, cutoff=0.75)
+        if close:
+            return f"unknown field; did you mean {close[0]}?"
+        return f"unknown field{self.hint}; known fields: {', '.join(sorted(self.fields))}"
+
+
+_ENV_VAR = _Message({"name": _string, "value": _string})
+_ACCELERATORS = (
+    "ACCELERATOR_TYPE_UNSPECIFIED", "NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100",
+    "NVIDIA_TESLA_P4", "NVIDIA_TESLA_T4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4",
+    "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB", "NVIDIA_B200",
+    "NVIDIA_GB200", "NVIDIA_RTX_PRO_6000", "TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD")
+_WORKER_POOL = _Message({
+    "containerSpec": _Message({"imageUri": _string, "command": _list(_string),
+                               "args": _list(_string), "env": _list(_ENV_VAR, single_ok=True)}),
+    "pythonPackageSpec": _Message({"executorImageUri": _string, "packageUris": _list(_string),
+                                   "pythonModule": _string, "args": _list(_string),
+                                   "env": _list(_ENV_VAR, single_ok=True)}),
+    "machineSpec": _Message({"machineType": _string, "acceleratorType": _enum(*_ACCELERATORS),
+                             "acceleratorCount": _integer, "gpuPartitionSize": _string,
+                             "tpuTopology": _string, "reservationAffinity": _anything}),
+    "replicaCount": _integer,
+    "diskSpec": _Message({"bootDiskType": _string, "bootDiskSizeGb": _integer}),
+    "nfsMounts": _list(_anything), "lustreMounts": _list(_anything),
+})
+_TIME_CONSTRAINT = _Message({"maxDuration": _duration, "endTime": _string})
+_CUSTOM_JOB_SPEC = _Message({
+    "workerPoolSpecs": _list(_WORKER_POOL, single_ok=True),
+    "scheduling": _Message({"timeout": _duration, "restartJobOnWorkerRestart": _boolean,
+                            "strategy": _enum("STRATEGY_UNSPECIFIED", "ON_DEMAND", "LOW_COST",
+                                              "STANDARD", "SPOT", "FLEX_START"),
+                            "disableRetries": _boolean, "maxWaitDuration": _duration}),
+    "serviceAccount": _string, "network": _string, "reservedIpRanges": _list(_string),
+    "pscInterfaceConfig": _anything,
+    "baseOutputDirectory": _Message({"outputUriPrefix": _string}),
+    "protectedArtifactLocationId": _string, "tensorboard": _string,
+    "enableWebAccess": _boolean, "enableDashboardAccess": _boolean,
+    "experiment": _string, "experimentRun": _string, "models": _list(_string),
+    "persistentResourceId": _string,
+})
+_PARAMETER = _Message()  # recursive through conditionalParameterSpecs; filled in below
+_CONDITIONAL = _Message({
+    "parameterSpec": _PARAMETER,
+    "parentDiscreteValues": _Message({"values": _list(_double)}),
+    "parentIntValues": _Message({"values": _list(_integer)}),
+    "parentCategoricalValues": _Message({"values": _list(_string)}),
+})
+_PARAMETER.fields.update({
+    "parameterId": _string,
+    "doubleValueSpec": _Message({"minValue": _double, "maxValue": _double,
+                                 "defaultValue": _double}),
+    "integerValueSpec": _Message({"minValue": _integer, "maxValue": _integer,
+                                  "defaultValue": _integer}),
+    "categoricalValueSpec": _Message({"values": _list(_string), "defaultValue": _string}),
+    "discreteValueSpec": _Message({"values": _list(_double), "defaultValue": _double}),
+    "scaleType": _enum("SCALE_TYPE_UNSPECIFIED", LINEAR, LOG, REVERSE_LOG),
+    "conditionalParameterSpecs": _list(_CONDITIONAL, single_ok=True),
+})
+_STUDY_SPEC = _Message({
+    "metrics": _list(_Message({
+        "metricId": _string,
+        "goal": _enum("GOAL_TYPE_UNSPECIFIED", MAXIMIZE, MINIMIZE),
+        "safetyConfig": _Message({"safetyThreshold": _double,
+                                  "desiredMinSafeTrialsFraction": _double}),
+    }), single_ok=True),
+    "parameters": _list(_PARAMETER, single_ok=True),
+    "algorithm": _enum(BAYESIAN, GRID, RANDOM),
+    "observationNoise": _enum("OBSERVATION_NOISE_UNSPECIFIED", "LOW", "HIGH"),
+    "measurementSelectionType": _enum("MEASUREMENT_SELECTION_TYPE_UNSPECIFIED", LAST, BEST),
+    "decayCurveStoppingSpec": _Message({"useElapsedDuration": _boolean}),
+    "medianAutomatedStoppingSpec": _Message({"useElapsedDuration": _boolean}),
+    "convexAutomatedStoppingSpec": _Message({
+        "maxStepCount": _integer, "minStepCount": _integer, "minMeasurementCount": _integer,
+        "learningRateParameterName": _string, "useElapsedDuration": _boolean,
+        "updateAllStoppedTrials": _boolean}),
+    "studyStoppingConfig": _Message({
+        "shouldStopAsap": _boolean, "minimumRuntimeConstraint": _TIME_CONSTRAINT,
+        "maximumRuntimeConstraint": _TIME_CONSTRAINT, "minNumTrials": _integer,
+        "maxNumTrials": _integer, "maxNumTrialsNoProgress": _integer,
+        "maxDurationNoProgress": _duration}),
+}, hint=" (transferLearningConfig and convexStopConfig exist only in v1beta1)")
+_TUNING_JOB = _Message({
+    "displayName": _string, "studySpec": _STUDY_SPEC, "maxTrialCount": _integer,
+    "parallelTrialCount": _integer, "maxFailedTrialCount": _integer,
+    "trialJobSpec": _CUSTOM_JOB_SPEC, "labels": _map_of(_string),
+    "encryptionSpec": _Message({"kmsKeyName": _string}),
+}, output_only=("name", "trials", "state", "createTime", "startTime", "endTime", "updateTime",
+                "error", "satisfiesPzs", "satisfiesPzi"),
+   hint=" of a HyperparameterTuningJob")
+
+
+def _legacy_enum(*names):
+    return _enum(*names, lenient=True)
+
+
+def _legacy_category(value, path):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # legacy samples leave numeric categories unquoted
+    return _string(value, path)
+
+
+_LEGACY_PARAM = _Message({
+    "parameterName": _string,
+    "type": _legacy_enum(DOUBLE, INTEGER, CATEGORICAL, DISCRETE, "PARAMETER_TYPE_UNSPECIFIED"),
+    "minValue": _double, "maxValue": _double,
+    "categoricalValues": _list(_legacy_category), "discreteValues": _list(_double),
+    "scaleType": _legacy_enum("NONE", LINEAR, LOG, REVERSE_LOG),
+})
+_LEGACY_HYPERPARAMETERS = _Message({
+    "goal": _legacy_enum(MAXIMIZE, MINIMIZE, "GOAL_TYPE_UNSPECIFIED"),
+    "hyperparameterMetricTag": _string, "maxTrials": _integer, "maxParallelTrials": _integer,
+    "maxFailedTrials": _integer, "enableTrialEarlyStopping": _boolean,
+    "algorithm": _legacy_enum(BAYESIAN, GRID, RANDOM, "POPULATION_BASED_TRAINING"),
+    "resumePreviousJobId": _string, "params": _list(_LEGACY_PARAM),
+})
+_LEGACY_REPLICA_CONFIG = _Message({
+    "imageUri": _string, "acceleratorConfig": _anything, "containerCommand": _list(_string),
+    "containerArgs": _list(_string), "tpuTfVersion": _string, "diskConfig": _anything})
+_TRAINING_INPUT = _Message({
+    "hyperparameters": _LEGACY_HYPERPARAMETERS,
+    "scaleTier": _string, "masterType": _string, "workerType": _string,
+    "parameterServerType": _string, "evaluatorType": _string, "workerCount": _integer,
+    "parameterServerCount": _integer, "evaluatorCount": _integer,
+    "masterConfig": _LEGACY_REPLICA_CONFIG, "workerConfig": _LEGACY_REPLICA_CONFIG,
+    "parameterServerConfig": _LEGACY_REPLICA_CONFIG, "evaluatorConfig": _LEGACY_REPLICA_CONFIG,
+    "runtimeVersion": _string, "pythonVersion": _string, "region": _string, "jobDir": _string,
+    "packageUris": _list(_string), "pythonModule": _string, "args": _list(_string),
+    "scheduling": _anything, "network": _string, "serviceAccount": _string,
+    "useChiefInTfConfig": _boolean, "encryptionConfig": _anything, "enableWebAccess": _boolean,
+})
+_LEGACY_JOB = _Message({"trainingInput": _TRAINING_INPUT, "jobId": _string,
+                        "labels": _map_of(_string)})
+
+
+# --------------------------------------------------------------------------------------------
+# Vertex's rules, shared by both dialects
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Raw:
+    """One parameter as read from either dialect, before Vertex's rules are applied."""
+
+    id: str | None
+    type: str | None
+    min: Any = None
+    max: Any = None
+    values: list | None = None
+    scale: str | None = None
+    children: list = field(default_factory=list)  # (condition key, values, _Raw, condition path)
+    path: str = ""
+    where: Callable[[str], str] = str  # logical field ("min", "values", ...) -> its YAML path
+    default_given: bool = False
+    missing_type: str = ""  # what to say when no type is given, in the dialect's words
+
+
+def _build_parameter(raw: _Raw, notes: list[str]) -> Parameter:
+    if not raw.id:
+        raise SpecError(raw.where("id"), "is required")
+    if re.search(r"\s", raw.id):
+        raise SpecError(raw.where("id"), f"must not contain whitespace: {raw.id!r}")
+    if raw.default_given:
+        notes.append(f"{raw.where('default')}: defaultValue is for Vertex Vizier studies only; "
+                     "tuning jobs and this tuner ignore it")
+    scale = None if raw.scale in (None, "SCALE_TYPE_UNSPECIFIED", "NONE") else raw.scale
+    if raw.type in (DOUBLE, INTEGER):
+        for name in ("min", "max"):
+            if getattr(raw, name) is None:
+                raise SpecError(raw.where(name), f"is required for a {raw.type} parameter")
+        low, high = raw.min, raw.max
+        if raw.type == INTEGER:
+            for name, value in (("min", low), ("max", high)):
+                if float(value) != int(value):
+                    raise SpecError(raw.where(name), f"must be a whole number for an INTEGER "
+                                                     f"parameter, got {value!r}")
+            low, high = int(low), int(high)
+        if low > high:
+            raise SpecError(raw.where("max"), f"({high}) is below minValue ({low})")
+        if scale in (LOG, REVERSE_LOG) and low <= 0:
+            raise SpecError(raw.where("min"), f"must be > 0 with scaleType {scale}, got {low}; "
+                                              "use a positive range or UNIT_LINEAR_SCALE")
+        parameter = Parameter(raw.id, raw.type, min=low, max=high, scale=scale)
+    elif raw.type == CATEGORICAL:
+        values = raw.values or []
+        if not values:
+            raise SpecError(raw.where("values"), "needs at least one value")
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                raise SpecError(f"{raw.where('values')}[{i}]", f"repeats the value {value!r}")
+        if scale is not None:
+            raise SpecError(raw.where("scale"), "must be unset for a CATEGORICAL parameter")
+        parameter = Parameter(raw.id, CATEGORICAL, values=tuple(values))
+    elif raw.type == DISCRETE:
+        values = raw.values or []
+        if not values:
+            raise SpecError(raw.where("values"), "needs at least one value")
+        if len(values) > MAX_DISCRETE_VALUES:
+            raise SpecError(raw.where("values"), f"has {len(values)} values; at most "
+                                                 f"{MAX_DISCRETE_VALUES} are allowed")
+        for i in range(1, len(values)):
+            if values[i] - values[i - 1] < DISCRETE_TOLERANCE:
+                raise SpecError(f"{raw.where('values')}[{i}]",
+                                f"({values[i]}) must be greater than the value before it "
+                                f"({values[i - 1]}): list discrete values in increasing order")
+        if scale in (LOG, REVERSE_LOG) and values[0] <= 0:
+            raise SpecError(f"{raw.where('values')}[0]",
+                            f"must be > 0 with scaleType {scale}, got {values[0]}")
+        parameter = Parameter(raw.id, DISCRETE, values=tuple(values), scale=scale)
+    else:
+        raise SpecError(raw.where("type"), raw.missing_type)
+    children = tuple(_build_child(parameter, raw, child, notes) for child in raw.children)
+    _check_sibling_ids(parameter, children, raw)
+    return replace(parameter, children=children)
+
+
+def _build_child(parent: Parameter, raw: _Raw, child: tuple, notes: list[str]) -> Child:
+    key, values, raw_child, path = child
+    if parent.type == DOUBLE:
+        raise SpecError(path, f"a DOUBLE parameter ({parent.id!r}) cannot have conditional "
+                              "children; make it DISCRETE or INTEGER to condition on it")
+    if key is None:
+        raise SpecError(path, "needs exactly one of " + ", ".join(PARENT_CONDITIONS))
+    if PARENT_CONDITIONS[key] != parent.type:
+        wanted = next(k for k, t in PARENT_CONDITIONS.items() if t == parent.type)
+        raise SpecError(f"{path}.{key}", f"does not fit the parent {parent.id!r}, which is "
+                                         f"{parent.type}: use {wanted}")
+    if not values:
+        raise SpecError(f"{path}.{key}.values", "needs at least one parent value")
+    matched = []
+    for i, value in enumerate(values):
+        where = f"{path}.{key}.values[{i}]"
+        if parent.type == CATEGORICAL and value not in parent.values:
+            raise SpecError(where, f"{value!r} is not among the values of {parent.id!r}: "
+                                   f"{list(parent.values)}")
+        if parent.type == INTEGER and not parent.min <= value <= parent.max:
+            raise SpecError(where, f"{value} is outside the range of {parent.id!r}: "
+                                   f"[{parent.min}, {parent.max}]")
+        if parent.type == DISCRETE:
+            near = [v for v in parent.values if abs(v - value) <= DISCRETE_TOLERANCE]
+            if not near:
+                raise SpecError(where, f"{value} is not among the values of {parent.id!r}: "
+                                       f"{list(parent.values)}")
+            value = near[0]
+        matched.append(value)
+    if raw_child is None:
+        raise SpecError(f"{path}.parameterSpec", "is required")
+    return Child(tuple(matched), _build_parameter(raw_child, notes))
+
+
+def _check_sibling_ids(parent: Parameter, children: tuple[Child, ...], raw: _Raw):
+    """Two children may share a parameterId only if they are never active together."""
+    for j, child in enumerate(children):
+        for i in range(j):
+            other = children[i]
+            if other.parameter.id != child.parameter.id:
+                continue
+            both = [v for v in child.parent_values if other.matches(parent.type, v)]
+            if both:
+                raise SpecError(raw.children[j][3], f"parameterId {child.parameter.id!r} is "
+                                                    f"also a child at index {i} and both are "
+                                                    f"active for {parent.id}={both[0]!r}; make "
+                                                    "their parent values disjoint")
+
+
+def _check_unique_ids(parameters: list[Parameter], raws: list[_Raw]):
+    """Ids are unique across the tree, except disjoint siblings (checked above)."""
+    seen: dict[str, str] = {}
+
+    def visit(parameter: Parameter, raw: _Raw, sibling_ids: set):
+        here = raw.where("id")
+        if parameter.id in seen and parameter.id not in sibling_ids:
+            raise SpecError(here, f"duplicate parameterId {parameter.id!r} (also at "
+                                  f"{seen[parameter.id]}); ids must be unique")
+        seen.setdefault(parameter.id, here)
+        ids_here: set = set()
+        for child, (_, _, raw_child, _) in zip(parameter.children, raw.children):
+            visit(child.parameter, raw_child, ids_here)
+            ids_here.add(child.parameter.id)
+
+    for parameter, raw in zip(parameters, raws):
+        visit(parameter, raw, set())
+
+
+@dataclass
+class _Study:
+    """Study-level fields of either dialect, with the YAML path of each."""
+
+    display_name: str | None
+    metrics: list  # (metric id, goal, path)
+    params: list[_Raw]
+    params_path: str
+    algorithm: str
+    algorithm_path: str
+    measurement: str
+    stopping: list  # (field, rule, settings dict, path)
+    counts: dict  # name -> (value or None, path)
+    trial_job: TrialJob
+    document: dict
+    notes: list[str]
+
+
+def _finish(study: _Study, overrides: dict) -> TuningJob:
+    """Applies command-line overrides, then Vertex's study-level rules."""
+    notes = study.notes
+    if overrides.get("algorithm"):
+        study.algorithm, study.algorithm_path = overrides["algorithm"], "--algorithm"
+    for name, flag in (("maxTrialCount", "--max-trial-count"),
+                       ("parallelTrialCount", "--parallel-trial-count")):
+        if overrides.get(name) is not None:
+            study.counts[name] = (overrides[name], flag)
+    if not study.metrics:
+        raise SpecError("studySpec.metrics", "needs one metric: the metricId your trainer "
+                                             "reports through hypertune")
+    for i, (metric_id, _, path) in enumerate(study.metrics):
+        if not metric_id:
+            raise SpecError(path, "is required")
+        if re.search(r"\s", metric_id):
+            raise SpecError(path, f"must not contain whitespace: {metric_id!r}")
+        if metric_id in [m[0] for m in study.metrics[:i]]:
+            raise SpecError(path, f"duplicate metricId {metric_id!r}")
+    if len(study.metrics) > 1:
+        raise SpecError(study.metrics[1][2], "the local tuner optimises a single metric; "
+                                             "keep one entry in metrics")
+    metric, goal, _ = study.metrics[0]
+    if not study.params:
+        raise SpecError(study.params_path, "needs at least one parameter")
+    parameters = [_build_parameter(raw, notes) for raw in study.params]
+    _check_unique_ids(parameters, study.params)
+    if study.algorithm == GRID:
+        _check_grid(parameters, study.params, study.algorithm_path)
+    if len(study.stopping) > 1:
+        raise SpecError(study.stopping[1][3], "only one of " + ", ".join(STOPPING_SPECS)
+                                              + " may be set")
+    stopping = None
+    if study.stopping:
+        name, rule, settings, path = study.stopping[0]
+        if rule == "convex":
+            _check_convex(settings, path, {p.id for p in walk_parameters(parameters)})
+        stopping = Stopping(rule, bool(settings.get("useElapsedDuration", False)), name,
+                            tuple(sorted(settings.items())))
+    counts = {}
+    for name, (value, path) in study.counts.items():
+        if value is None:
+            if name != "maxFailedTrialCount":
+                notes.append(f"{name} is not set: gcloud uses 1")
+            value = 0 if name == "maxFailedTrialCount" else 1
+        elif name == "maxFailedTrialCount" and value < 0:
+            raise SpecError(path, f"must be 0 or more, got {value}")
+        elif name != "maxFailedTrialCount" and value < 1:
+            raise SpecError(path, f"must be at least 1, got {value}")
+        counts[name] = value
+    if counts["maxFailedTrialCount"] > counts["maxTrialCount"]:
+        raise SpecError(study.counts["maxFailedTrialCount"][1],
+                        f"({counts['maxFailedTrialCount']}) must not exceed maxTrialCount "
+                        f"({counts['maxTrialCount']})")
+    return TuningJob(
+        display_name=study.display_name, metric=metric, goal=goal,
+        parameters=tuple(parameters), algorithm=study.algorithm, measurement=study.measurement,
+        stopping=stopping, max_trial_count=counts["maxTrialCount"],
+        parallel_trial_count=counts["parallelTrialCount"],
+        max_failed_trial_count=counts["maxFailedTrialCount"], trial_job=study.trial_job,
+        dialect="", document=study.document, notes=tuple(notes))
+
+
+def walk_parameters(parameters):
+    """Every parameter of a tree, parents before their children (children in order)."""
+    for parameter in parameters:
+        yield parameter
+        yield from walk_parameters([child.parameter for child in parameter.children])
+
+
+def _check_grid(parameters: list[Parameter], raws: list[_Raw], algorithm_path: str):
+    def visit(parameter: Parameter, raw: _Raw):
+        if parameter.type == DOUBLE:
+            raise SpecError(raw.where("type"), f"GRID_SEARCH (from {algorithm_path}) needs "
+                                               "INTEGER, CATEGORICAL or DISCRETE parameters; "
+                                               f"{parameter.id!r} is DOUBLE: list the values to "
+                                               "try as a DISCRETE parameter, or use another "
+                                               "algorithm")
+        for child, (_, _, raw_child, _) in zip(parameter.children, raw.children):
+            visit(child.parameter, raw_child)
+
+    for parameter, raw in zip(parameters, raws):
+        visit(parameter, raw)
+
+
+def _check_convex(settings: dict, path: str, ids: set):
+    high = settings.get("maxStepCount")
+    if high is None or high <= 0:
+        raise SpecError(f"{path}.maxStepCount", "is required and must be positive")
+    low = settings.get("minStepCount")
+    if low is not None and not 0 <= low <= high:
+        raise SpecError(f"{path}.minStepCount", f"must be between 0 and maxStepCount ({high})")
+    count = settings.get("minMeasurementCount")
+    if count is not None and count < 1:
+        raise SpecError(f"{path}.minMeasurementCount", "must be at least 1")
+    name = settings.get("learningRateParameterName")
+    if name is not None and name not in ids:
+        raise SpecError(f"{path}.learningRateParameterName", f"{name!r} is not a parameterId")
+
+
+# --------------------------------------------------------------------------------------------
+# Vertex dialect
+# --------------------------------------------------------------------------------------------
+
+def _vertex_raw(spec: dict, path: str) -> _Raw:
+    kinds = [k for k in spec if k in VALUE_SPECS]  # in the order written
+    if len(kinds) > 1:
+        raise SpecError(f"{path}.{kinds[1]}", f"a parameter has exactly one value spec; "
+                                              f"remove {kinds[1]} or {kinds[0]}")
+    kind = kinds[0] if kinds else None
+    body = spec.get(kind, {}) if kind else {}
+
+    def where(name: str) -> str:
+        return {"id": f"{path}.parameterId", "type": f"{path}.{kind}" if kind else path,
+                "min": f"{path}.{kind}.minValue", "max": f"{path}.{kind}.maxValue",
+                "values": f"{path}.{kind}.values", "scale": f"{path}.scaleType",
+                "default": f"{path}.{kind}.defaultValue"}[name]
+
+    children = []
+    for i, conditional in enumerate(spec.get("conditionalParameterSpecs", [])):
+        here = f"{path}.conditionalParameterSpecs[{i}]"
+        keys = [k for k in conditional if k in PARENT_CONDITIONS]
+        if len(keys) > 1:
+            raise SpecError(f"{here}.{keys[1]}", f"give one parent condition; remove {keys[1]} "
+                                                 f"or {keys[0]}")
+        key = keys[0] if keys else None
+        values = conditional[key].get("values", []) if key else []
+        child = conditional.get("parameterSpec")
+        children.append((key, values, _vertex_raw(child, f"{here}.parameterSpec")
+                         if child is not None else None, here))
+    return _Raw(id=spec.get("parameterId"), type=VALUE_SPECS.get(kind), min=body.get("minValue"),
+                max=body.get("maxValue"), values=body.get("values"), scale=spec.get("scaleType"),
+                children=children, path=path, where=where,
+                default_given="defaultValue" in body,
+                missing_type="needs exactly one of " + ", ".join(VALUE_SPECS))
+
+
+def _expand_env(items: list[dict]) -> tuple[tuple[str, str], ...]:
+    """Vertex's `$(NAME)` references to earlier entries; `$$(NAME)` stays literal."""
+    out: dict[str, str] = {}
+    for item in items:
+        def sub(match):
+            if match.group(0).startswith("$$"):
+                return match.group(0)[1:]
+            return out.get(match.group(1), match.group(0))
+        out[item["name"]] = re.sub(r"\$?\$\(([A-Za-z_][A-Za-z0-9_]*)\)", sub, item.get("value", ""))
+    return tuple(out.items())
+
+
+def _local_python(argv: list[str]) -> list[str]:
+    """`python`/`python3` in an image means the tuner's own interpreter here."""
+    if argv and argv[0] in ("python", "python3"):
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
+def _vertex_trial_job(spec: dict, path: str, notes: list[str]) -> TrialJob:
+    pools = spec.get("workerPoolSpecs") or []
+    if not pools:
+        raise SpecError(f"{path}.workerPoolSpecs", "needs at least the primary pool (index 0)")
+    for i, pool in enumerate(pools):
+        here = f"{path}.workerPoolSpecs[{i}]"
+        if not pool:
+            if i == 0:
+                raise SpecError(here, "the primary pool (index 0) must not be empty")
+            continue
+        kinds = [k for k in ("containerSpec", "pythonPackageSpec") if k in pool]
+        if len(kinds) != 1:
+            raise SpecError(here, "needs exactly one of containerSpec, pythonPackageSpec")
+        if not pool.get("machineSpec", {}).get("machineType"):
+            raise SpecError(f"{here}.machineSpec.machineType", "is required")
+        machine = pool["machineSpec"]
+        accelerator = machine.get("acceleratorType", "ACCELERATOR_TYPE_UNSPECIFIED")
+        if accelerator.startswith("TPU_"):
+            raise SpecError(f"{here}.machineSpec.acceleratorType",
+                            "hyperparameter tuning jobs do not support TPUs")
+        if "acceleratorCount" in machine and accelerator == "ACCELERATOR_TYPE_UNSPECIFIED":
+            raise SpecError(f"{here}.machineSpec.acceleratorCount", "needs an acceleratorType")
+        if "containerSpec" in pool and not pool["containerSpec"].get("imageUri"):
+            raise SpecError(f"{here}.containerSpec.imageUri", "is required")
+        if "pythonPackageSpec" in pool:
+            package = pool["pythonPackageSpec"]
+            for key in ("executorImageUri", "pythonModule"):
+                if not package.get(key):
+                    raise SpecError(f"{here}.pythonPackageSpec.{key}", "is required")
+        if pool.get("replicaCount", 1) < 1 or (i == 0 and pool.get("replicaCount", 1) != 1):
+            raise SpecError(f"{here}.replicaCount", "must be 1 for the primary pool"
+                            if i == 0 else "must be at least 1")
+    primary = pools[0]
+    if "containerSpec" in primary:
+        container = primary["containerSpec"]
+        args = container.get("args", [])
+        if container.get("command"):
+            argv, origin = container["command"] + args, "containerSpec command + args"
+        else:
+            argv = list(DEFAULT_ENTRYPOINT) + args
+            origin = ("containerSpec args after the image ENTRYPOINT, taken to be "
+                      f"`{' '.join(DEFAULT_ENTRYPOINT)}`")
+        env = container.get("env", [])
+    else:
+        package = primary["pythonPackageSpec"]
+        argv = ["python", "-m", package["pythonModule"]] + package.get("args", [])
+        origin = "pythonPackageSpec pythonModule + args"
+        env = package.get("env", [])
+    extra = sum(1 for pool in pools[1:] if pool)
+    if extra:
+        notes.append(f"{path}.workerPoolSpecs: only the primary pool runs locally; each trial "
+                     f"is one process ({extra} more pool(s) on Vertex)")
+    return TrialJob(tuple(_local_python(argv)), _expand_env(env), origin, extra)
+
+
+def _parse_vertex(document: dict, overrides: dict) -> TuningJob:
+    doc = _TUNING_JOB(document, "")
+    notes: list[str] = []
+    if "studySpec" not in doc:
+        raise SpecError("studySpec", "is required")
+    study = doc["studySpec"]
+    if "trialJobSpec" not in doc:
+        raise SpecError("trialJobSpec", "is required: the job every trial runs")
+    name = doc.get("displayName")
+    if name is not None and not 0 < len(name) <= 128:
+        raise SpecError("displayName", "must be 1 to 128 characters")
+    if "observationNoise" in study:
+        notes.append("studySpec.observationNoise is for Vertex Vizier studies only; tuning jobs "
+                     "and this tuner ignore it")
+    if "studyStoppingConfig" in study:
+        notes.append("studySpec.studyStoppingConfig is not applied by the local tuner")
+    metrics = [(m.get("metricId"), MINIMIZE if m.get("goal") == MINIMIZE else MAXIMIZE,
+                f"studySpec.metrics[{i}].metricId") for i, m in enumerate(study.get("metrics", []))]
+    parsed = _Study(
+        display_name=name, metrics=metrics,
+        params=[_vertex_raw(p, f"studySpec.parameters[{i}]")
+                for i, p in enumerate(study.get("parameters", []))],
+        params_path="studySpec.parameters",
+        algorithm=study.get("algorithm", BAYESIAN), algorithm_path="studySpec.algorithm",
+        measurement=BEST if study.get("measurementSelectionType") == BEST else LAST,
+        stopping=[(k, rule, study[k], f"studySpec.{k}")
+                  for k, rule in STOPPING_SPECS.items() if k in study],
+        counts={k: (doc.get(k), k) for k in
+                ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
+        trial_job=_vertex_trial_job(doc["trialJobSpec"], "trialJobSpec", notes),
+        document=document, notes=notes)
+    return replace(_finish(parsed, overrides), dialect="vertex")
+
+
+# --------------------------------------------------------------------------------------------
+# Legacy dialect (AI Platform Training `trainingInput.hyperparameters`)
+# --------------------------------------------------------------------------------------------
+
+def _legacy_raw(param: dict, path: str) -> _Raw:
+    kind = param.get("type")
+    if kind == "PARAMETER_TYPE_UNSPECIFIED":
+        kind = None
+
+    def where(name: str) -> str:
+        return {"id": f"{path}.parameterName", "type": f"{path}.type",
+                "min": f"{path}.minValue", "max": f"{path}.maxValue",
+                "values": f"{path}.categoricalValues" if kind == CATEGORICAL
+                else f"{path}.discreteValues",
+                "scale": f"{path}.scaleType", "default": path}[name]
+
+    values = param.get("categoricalValues") if kind == CATEGORICAL else param.get("discreteValues")
+    return _Raw(id=param.get("parameterName"), type=kind, min=param.get("minValue"),
+                max=param.get("maxValue"), values=values, scale=param.get("scaleType"),
+                path=path, where=where,
+                missing_type="is required: DOUBLE, INTEGER, CATEGORICAL or DISCRETE")
+
+
+def _legacy_trial_job(training: dict, notes: list[str]) -> tuple[TrialJob, dict]:
+    """The local trial command and the Vertex trialJobSpec that `convert` writes."""
+    machine = training.get("masterType") or ""
+    if not re.fullmatch(r"[a-z][a-z0-9]*-[a-z0-9-]+", machine):
+        if machine:
+            notes.append(f"trainingInput.masterType {machine!r} is a legacy machine name: "
+                         f"edit machineSpec.machineType (written as {PLACEHOLDER_MACHINE})")
+        machine = PLACEHOLDER_MACHINE
+    args = training.get("args", [])
+    image = training.get("masterConfig", {}).get("imageUri")
+    if image:
+        command = training["masterConfig"].get("containerCommand")
+        args = training["masterConfig"].get("containerArgs", args)
+        container = {"imageUri": image, **({"command": command} if command else {}),
+                     **({"args": args} if args else {})}
+        pool = {"containerSpec": container}
+        argv = command + args if command else list(DEFAULT_ENTRYPOINT) + args
+    elif training.get("pythonModule"):
+        notes.append("trainingInput.pythonModule: edit pythonPackageSpec.executorImageUri "
+                     f"(written as {PREBUILT_TF_IMAGE}) and packageUris")
+        pool = {"pythonPackageSpec": {"executorImageUri": PREBUILT_TF_IMAGE,
+                                      "packageUris": training.get("packageUris", []),
+                                      "pythonModule": training["pythonModule"],
+                                      **({"args": args} if args else {})}}
+        argv = ["python", "-m", training["pythonModule"]] + args
+    else:
+        notes.append(f"trainingInput has no trainer: edit containerSpec.imageUri (written as "
+                     f"{PLACEHOLDER_IMAGE}); locally trials run "
+                     f"`{' '.join(DEFAULT_ENTRYPOINT)}`")
+        pool = {"containerSpec": {"imageUri": PLACEHOLDER_IMAGE,
+                                  **({"args": args} if args else {})}}
+        argv = list(DEFAULT_ENTRYPOINT) + args
+    if training.get("workerCount") or training.get("parameterServerCount"):
+        notes.append("trainingInput workers/parameter servers are not converted: add "
+                     "workerPoolSpecs[1] and [2] by hand")
+    spec = {"workerPoolSpecs": [{"machineSpec": {"machineType": machine}, "replicaCount": 1,
+                                 **pool}]}
+    return TrialJob(tuple(_local_python(argv)), (), "legacy trainingInput, mapped as by "
+                                                    "`convert`"), spec
+
+
+def _parse_legacy(document: dict, overrides: dict) -> TuningJob:
+    doc = _LEGACY_JOB(document, "")
+    training = doc.get("trainingInput") or {}
+    base = "trainingInput.hyperparameters"
+    if "hyperparameters" not in training:
+        raise SpecError(base, "is required: a legacy tuning config keeps its study here")
+    hp = training["hyperparameters"]
+    notes: list[str] = []
+    if hp.get("algorithm") == "POPULATION_BASED_TRAINING":
+        raise SpecError(f"{base}.algorithm", "POPULATION_BASED_TRAINING has no Vertex "
+                                             "equivalent; use ALGORITHM_UNSPECIFIED")
+    if "resumePreviousJobId" in hp:
+        notes.append(f"{base}.resumePreviousJobId has no Vertex equivalent and is dropped; "
+                     "locally, rerun with the same --output-dir to resume")
+    stopping = []
+    if hp.get("enableTrialEarlyStopping"):
+        stopping.append(("decayCurveStoppingSpec", "decay_curve", {"useElapsedDuration": False},
+                         f"{base}.enableTrialEarlyStopping"))
+    trial_job, job_spec = _legacy_trial_job(training, notes)
+    parsed = _Study(
+        display_name=doc.get("jobId"),
+        metrics=[(hp.get("hyperparameterMetricTag", LEGACY_DEFAULT_METRIC),
+                  MINIMIZE if hp.get("goal") == MINIMIZE else MAXIMIZE,
+                  f"{base}.hyperparameterMetricTag")],
+        params=[_legacy_raw(p, f"{base}.params[{i}]") for i, p in enumerate(hp.get("params", []))],
+        params_path=f"{base}.params",
+        algorithm=hp.get("algorithm", BAYESIAN), algorithm_path=f"{base}.algorithm",
+        measurement=LAST, stopping=stopping,
+        counts={"maxTrialCount": (hp.get("maxTrials"), f"{base}.maxTrials"),
+                "parallelTrialCount": (hp.get("maxParallelTrials"), f"{base}.maxParallelTrials"),
+                "maxFailedTrialCount": (hp.get("maxFailedTrials"), f"{base}.maxFailedTrials")},
+        trial_job=trial_job, document={}, notes=notes)
+    job = _finish(parsed, overrides)
+    return replace(job, dialect="legacy", document=to_vertex_document(job, job_spec))
+
+
+# --------------------------------------------------------------------------------------------
+# Writing the Vertex form
+# --------------------------------------------------------------------------------------------
+
+def parameter_to_dict(parameter: Parameter) -> dict:
+    out: dict[str, Any] = {"parameterId": parameter.id}
+    if parameter.type == DOUBLE:
+        out["doubleValueSpec"] = {"minValue": parameter.min, "maxValue": parameter.max}
+    elif parameter.type == INTEGER:
+        out["integerValueSpec"] = {"minValue": parameter.min, "maxValue": parameter.max}
+    elif parameter.type == CATEGORICAL:
+        out["categoricalValueSpec"] = {"values": list(parameter.values)}
+    else:
+        out["discreteValueSpec"] = {"values": list(parameter.values)}
+    if parameter.scale:
+        out["scaleType"] = parameter.scale
+    if parameter.children:
+        key = {DISCRETE: "parentDiscreteValues", INTEGER: "parentIntValues",
+               CATEGORICAL: "parentCategoricalValues"}[parameter.type]
+        out["conditionalParameterSpecs"] = [
+            {key: {"values": list(child.parent_values)},
+             "parameterSpec": parameter_to_dict(child.parameter)} for child in parameter.children]
+    return out
+
+
+def to_vertex_document(job: TuningJob, trial_job_spec: dict) -> dict:
+    study: dict[str, Any] = {"metrics": [{"metricId": job.metric, "goal": job.goal}],
+                             "parameters": [parameter_to_dict(p) for p in job.parameters]}
+    if job.algorithm != BAYESIAN:
+        study["algorithm"] = job.algorithm
+    if job.measurement == BEST:
+        study["measurementSelectionType"] = BEST
+    if job.stopping:
+        study[job.stopping.field] = dict(job.stopping.settings) or {
+            "useElapsedDuration": job.stopping.use_elapsed}
+    out: dict[str, Any] = {}
+    if job.display_name:
+        out["displayName"] = job.display_name
+    out.update({"studySpec": study, "maxTrialCount": job.max_trial_count,
+                "parallelTrialCount": job.parallel_trial_count})
+    if job.max_failed_trial_count:
+        out["maxFailedTrialCount"] = job.max_failed_trial_count
+    out["trialJobSpec"] = trial_job_spec
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; we refuse them."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise SpecError("", f"line {mark.line + 1}: duplicate key {key!r}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              _mapping_without_duplicates)
+
+
+def read_document(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = yaml.load(f, Loader=_StrictLoader)
+    except OSError as exc:
+        raise SpecError("", f"cannot read the config: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError("", f"not valid YAML: {where}{problem}") from None
+    if not isinstance(document, dict):
+        raise SpecError("", "the config must be a YAML mapping (a HyperparameterTuningJob, or "
+                            "a legacy file with trainingInput)")
+    return document
+
+
+def parse(document: dict, overrides: dict | None = None) -> TuningJob:
+    """Validates a loaded document of either dialect; `overrides` are gcloud-style flags.
+
+    overrides keys: maxTrialCount, parallelTrialCount, algorithm (enum name).
+    """
+    overrides = overrides or {}
+    if "trainingInput" in document and "studySpec" not in document:
+        return _parse_legacy(document, overrides)
+    if "trainingInput" in document:
+        raise SpecError("trainingInput", "is a legacy AI Platform key; a Vertex config has "
+                                         "studySpec instead (see `python -m tuner convert`)")
+    return _parse_vertex(document, overrides)
+
+
+def load(path: str, overrides: dict | None = None) -> TuningJob:
+    return parse(read_document(path), overrides)
+
+
+def local_problem(job: TuningJob) -> SpecError | None:
+    """What a config valid for Vertex asks that the local tuner cannot do, if anything."""
+    if job.stopping and job.stopping.rule == "convex":
+        return SpecError(f"studySpec.{job.stopping.field}",
+                         "is not implemented by the local tuner; use "
+                         "medianAutomatedStoppingSpec or decayCurveStoppingSpec locally")
+    return None
