@@ -64,10 +64,13 @@ def parse(argv) -> config_lib.Config:
 
 
 def _warn_if_outputs_are_lost(config) -> None:
-    """On Vertex AI, a container's local disk disappears with the job."""
+    """On Vertex AI without baseOutputDirectory, a container's local disk disappears with the job.
+
+    A local tuning study also sets CLUSTER_SPEC, but always with AIP_MODEL_DIR: no warning there.
+    """
     on_vertex = "CLUSTER_SPEC" in os.environ or "CLOUD_ML_JOB_ID" in os.environ
     local = [d for d in (config.model_dir, config.checkpoint_dir) if not d.startswith(("gs://", "/gcs/"))]
-    if on_vertex and local:
+    if on_vertex and "AIP_MODEL_DIR" not in os.environ and local:
         logging.getLogger("trainer").warning(
             "running on Vertex AI with outputs on the container's local disk (%s): they are lost when the job "
             "ends; set baseOutputDirectory on the job or pass --job_dir=gs://...", ", ".join(local))

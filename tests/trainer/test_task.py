@@ -214,3 +214,12 @@ def test_help_documents_every_flag(tmp_path, help_flag):
                  "data_dir", "validation_split", "hypertune_metric", "mixed_precision", "jit_compile",
                  "steps_per_execution", "cpu_replicas"):
         assert f"--{name}" in result.stdout or f"--[no]{name}" in result.stdout, name
+
+
+def test_vertex_job_without_output_dirs_is_warned_about_local_outputs(tmp_path):
+    spec = '{"cluster": {"workerpool0": ["h:2222"]}, "environment": "cloud", "task": {"type": "workerpool0", "index": 0}}'
+    warned = run_trainer(tmp_path, "--epochs=1", f"--job_dir={tmp_path}/a", env=trainer_env(tmp_path, CLUSTER_SPEC=spec))
+    assert warned.returncode == 0 and "they are lost when the job ends" in warned.stderr
+    quiet = run_trainer(tmp_path, "--epochs=1", env=trainer_env(tmp_path, CLUSTER_SPEC=spec,
+                                                                AIP_MODEL_DIR=str(tmp_path / "b" / "model")))
+    assert quiet.returncode == 0 and "they are lost" not in quiet.stderr
