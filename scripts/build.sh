@@ -77,16 +77,7 @@ check_program "DOCKER" "$docker"
 check_platform "--platform/PLATFORM" "$platform"
 [[ -z $base_image ]] || check_pattern "--base-image/BASE_IMAGE" "$base_image" '^[A-Za-z0-9][A-Za-z0-9._/:@-]*$' "an image reference"
 version=$(package_version)
-if [[ -n $image_uri ]]; then
-    check_image_uri "--image-uri/IMAGE_URI" "$image_uri"
-else
-    check_required "region" "$region" "pass --region or set REGION (e.g. us-central1)"
-    check_region "--region/REGION" "$region"
-    check_name "--repo/REPO" "$repo"
-    check_name "--image-name/IMAGE_NAME" "$image_name"
-    project=$(resolve_project "$project_flag")
-    image_uri=$(default_image_uri "$project" "$region" "$repo" "$image_name" "$variant" "$version")
-fi
+image_uri=$(image_to_use "$image_uri" "$project_flag" "$region" "$repo" "$image_name" "$variant" "$version")
 
 # The git revision, for the second tag and the OCI revision label.
 revision=""

@@ -214,6 +214,23 @@ resolve_project() {
     printf '%s' "$project"
 }
 
+# The image a build or a smoke test works on: IMAGE_URI when given (checked), else the Artifact
+# Registry path made from project, region, repository, name, variant and version.
+image_to_use() {
+    local image_uri=$1 project_flag=$2 region=$3 repo=$4 image_name=$5 variant=$6 version=$7 project
+    if [[ -n $image_uri ]]; then
+        check_image_uri "--image-uri/IMAGE_URI" "$image_uri"
+        printf '%s' "$image_uri"
+        return
+    fi
+    check_required "region" "$region" "pass --region or set REGION (e.g. us-central1)"
+    check_region "--region/REGION" "$region"
+    check_name "--repo/REPO" "$repo"
+    check_name "--image-name/IMAGE_NAME" "$image_name"
+    project=$(resolve_project "$project_flag") || exit $?  # errexit is off inside $(...)
+    default_image_uri "$project" "$region" "$repo" "$image_name" "$variant" "$version"
+}
+
 # default_image_uri PROJECT REGION REPO NAME VARIANT VERSION
 # A domain-scoped project (example.com:proj) is spelt example.com/proj in registry paths.
 default_image_uri() {

@@ -76,16 +76,7 @@ done
 check_program "DOCKER" "$docker"
 check_trainer_args "${trainer_args[@]}"
 version=$(package_version)
-if [[ -n $image_uri ]]; then
-    check_image_uri "--image-uri/IMAGE_URI" "$image_uri"
-else
-    check_required "region" "$region" "pass --region or set REGION (e.g. us-central1)"
-    check_region "--region/REGION" "$region"
-    check_name "--repo/REPO" "$repo"
-    check_name "--image-name/IMAGE_NAME" "$image_name"
-    project=$(resolve_project "$project_flag")
-    image_uri=$(default_image_uri "$project" "$region" "$repo" "$image_name" "$variant" "$version")
-fi
+image_uri=$(image_to_use "$image_uri" "$project_flag" "$region" "$repo" "$image_name" "$variant" "$version")
 name="vertex-tf-trainer-smoke-$variant-$(date -u +%Y%m%dt%H%M%S)-$$"
 if [[ -z $out_dir ]]; then
     out_dir="$ROOT/build/smoke/$name"
