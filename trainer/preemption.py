@@ -3,8 +3,12 @@
 The run must stop promptly and stay resumable. Two traps: a graceful `stop_training` lets
 BackupAndRestore treat the run as finished and delete its state (the rerun would start over),
 and under MultiWorkerMirroredStrategy TensorFlow catches SIGTERM itself and trains on. So the
-trainer installs its own handler once the strategy exists, and fails the run at the next batch:
+trainer installs its own handler once the strategy exists and fails the run from the handler:
 the backup of the last completed epoch stays, and rerunning the same command resumes from it.
+
+No per-batch hook: one callback with a batch hook makes tf-keras call every callback's batch
+hooks (TensorBoard's cost 0.5 ms a batch, measured in bench/RESULTS.md). Instead the handler
+raises at once, except while the end-of-epoch saves run, which finish first.
 """
 import signal
 
@@ -18,26 +22,41 @@ class Preempted(RunError):
 
 
 class SigtermGuard(keras.callbacks.Callback):
+    """First in the callback list; `saves_done` goes last, after every end-of-epoch save."""
+
     def __init__(self, checkpoint_dir: str):
         super().__init__()
-        self._supports_tf_logs = True  # the per-batch hook must not force logs to numpy (a sync)
         self._checkpoint_dir = checkpoint_dir
         self._received = False
+        self._training = False
+        self._saving = False
         self._epoch = 0
+        self.saves_done = keras.callbacks.LambdaCallback(on_epoch_end=self._saves_done)
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum, frame):
         self._received = True
+        if self._training and not self._saving:
+            raise self._preempted()
+
+    def _preempted(self):
+        return Preempted(
+            f"received SIGTERM (preemption or maintenance) during epoch {self._epoch + 1}; the last completed "
+            f"epoch is saved in {self._checkpoint_dir}: rerun the same command to resume from it")
+
+    def on_train_begin(self, logs=None):
+        self._training = True
+
+    def on_train_end(self, logs=None):
+        self._training = False  # the export that follows runs to the end
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._stop_if_asked()
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._stop_if_asked()
+    def on_epoch_end(self, epoch, logs=None):
+        self._saving = True
 
-    def _stop_if_asked(self):
+    def _saves_done(self, epoch, logs=None):
+        self._saving = False
         if self._received:
-            raise Preempted(
-                f"received SIGTERM (preemption or maintenance) during epoch {self._epoch + 1}; the last completed "
-                f"epoch is saved in {self._checkpoint_dir}: rerun the same command to resume from it")
+            raise self._preempted()

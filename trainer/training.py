@@ -68,8 +68,9 @@ def _write_hparams(c: Config, log_dir: str):
 
 def _callbacks(c: Config, reporter, best_so_far):
     checkpoints = c.checkpoint_dir
+    guard = SigtermGuard(checkpoints)
     callbacks = [
-        SigtermGuard(checkpoints),
+        guard,
         # Before the backup, so an epoch is in history.json before the backup marks it done.
         reporter,
         keras.callbacks.BackupAndRestore(storage.join(checkpoints, "backup"), save_freq="epoch",
@@ -83,7 +84,7 @@ def _callbacks(c: Config, reporter, best_so_far):
     if c.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=c.hypertune_metric, mode=c.metric_goal,
                                                        patience=c.patience, min_delta=c.min_delta))
-    return callbacks
+    return callbacks + [guard.saves_done]
 
 
 def export(model, path: str, image_shape, image_dtype):
