@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
@@ -123,15 +124,11 @@ def run(argv, *, env=None, cwd=None, timeout=900, check=True, log: Path | None =
     return result
 
 
-def interleave(arms: dict, repetitions: int, *, warmup: bool = True) -> dict[str, list]:
-    """Runs each arm (name -> callable(rep) -> result) `repetitions` times, in ABAB order.
-
-    A first, discarded call of the first arm warms the page cache (TensorFlow's shared
-    libraries, the prepared dataset), so the first measured arm is not penalised.
-    """
+def interleave(arms: dict, repetitions: int) -> dict[str, list]:
+    """Runs each arm (name -> callable(rep) -> result) `repetitions` times, in ABAB order, so
+    that a change in the machine's load falls on every arm alike. (Benchmarks that start
+    TensorFlow make one unmeasured warm-up run first, which also prepares the dataset.)"""
     results: dict[str, list] = {name: [] for name in arms}
-    if warmup:
-        next(iter(arms.values()))(-1)
     for rep in range(repetitions):
         for name, fn in arms.items():
             results[name].append(fn(rep))
@@ -191,7 +188,7 @@ def _version(name: str) -> str | None:
 
 
 def machine() -> dict:
-    """Where the figures come from: cores, memory, CPU, versions, the load when measured."""
+    """Where the figures come from: cores, memory, CPU, versions, the code measured."""
     mem_gib, cpu = None, None
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -219,8 +216,6 @@ def machine() -> dict:
 
 
 def _digest(folder: Path) -> str | None:
-    import hashlib
-
     files = sorted(folder.rglob("*.py"))
     if not files:
         return None
@@ -237,6 +232,7 @@ class Record:
         self.name, self.args = name, args
         self.started = time.time()
         self.load_before = os.getloadavg()
+        self.machine = machine()  # at the start: the code measured, before anyone edits it
         self.figures: dict = {}
 
     def write(self) -> Path:
@@ -250,7 +246,7 @@ class Record:
             "duration_s": round(time.time() - self.started, 1),
             "load_average_before": [round(x, 2) for x in self.load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "machine": machine(),
+            "machine": self.machine,
             **self.figures,
         }
         path = args.out / f"{self.name}{'_quick' if args.quick else ''}.json"
@@ -360,6 +356,12 @@ def epoch_rates(end_times: list[float], examples: int) -> list[float]:
 def steady_rate(end_times: list[float], examples: int) -> float:
     """Examples/s over the epochs after the first (the first pays for tracing and caching)."""
     return examples * (len(end_times) - 1) / (end_times[-1] - end_times[0])
+
+
+def median_epoch_rate(end_times: list[float], examples: int) -> float:
+    """Examples / the median time of the epochs after the first: like steady_rate, but an epoch
+    that another process's burst slowed down does not move it."""
+    return examples / median([b - a for a, b in zip(end_times, end_times[1:])])
 
 
 # --------------------------------------------------------------------------------------------

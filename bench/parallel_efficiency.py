@@ -113,13 +113,15 @@ def main():
             "xargs -P 1, caps on": lambda rep: floor(work, f"xargs-1-{rep}", cpu_command, trials, 1),
             "xargs -P 2, caps on": lambda rep: floor(work, f"xargs-2-{rep}", cpu_command, trials, 2),
         }
-        baselines = {"tuner 1 slot, caps on": "tuner 1 slot, caps on", "tuner 2 slots, caps on": "tuner 1 slot, caps on",
-                     "xargs -P 1, caps on": "xargs -P 1, caps on", "xargs -P 2, caps on": "xargs -P 1, caps on"}
+        baselines = {"tuner 1 slot, caps on": "tuner 1 slot, caps on",
+                     "tuner 2 slots, caps on": "tuner 1 slot, caps on",
+                     "xargs -P 1, caps on": "xargs -P 1, caps on",
+                     "xargs -P 2, caps on": "xargs -P 1, caps on"}
         if not args.quick:
             arms["tuner 2 slots, caps off"] = lambda rep: study(work, f"cpu-2off-{rep}", cpu_command, trials, 2,
                                                                 {"OMP_NUM_THREADS": "2"})
             baselines["tuner 2 slots, caps off"] = "tuner 1 slot, caps on"
-        results = B.interleave(arms, B.reps(args, 2), warmup=False)
+        results = B.interleave(arms, B.reps(args, 2))
         figures["cpu"] = {"trials": trials, "matmuls": matmuls, "arms": summarize(results, baselines)}
 
         if not args.quick:
@@ -134,7 +136,7 @@ def main():
                 "tuner 2 slots, tuner caps": lambda rep: study(work, f"tf-2-{rep}", command, TRAINER["trials"], 2,
                                                                {}, TRAINER_STUDY),
             }
-            results = B.interleave(arms, B.reps(args, 2), warmup=False)
+            results = B.interleave(arms, B.reps(args, 2))
             figures["trainer"] = {"trials": TRAINER["trials"], "epochs": TRAINER["epochs"],
                                   "arms": summarize(results, {arm: "tuner 1 slot, no caps (default)" for arm in arms})}
 

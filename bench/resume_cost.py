@@ -1,7 +1,7 @@
 """Benchmark 6: what a kill costs. A trainer killed right after epoch k is saved resumes and
 finishes in (E - k) epochs' time plus a start-up cost, reported here.
 
-    python bench/resume_cost.py            # full: E = 12, k = 6, 3 repetitions, plus a SIGTERM run (~3 min)
+    python bench/resume_cost.py            # full: E = 12, k = 6, 3 repetitions, plus a SIGTERM run (~1.5 min)
     python bench/resume_cost.py --quick    # E = 6, k = 3, once (~40 s)
 
 Per repetition, in this order (same command, default model, --patience=0):

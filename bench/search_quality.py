@@ -1,7 +1,7 @@
 """Benchmark 5: search quality. The best value found after 10, 20 and 40 trials by each search
 algorithm (median over 10 seeds), with every trial run through the tuner as a real process.
 
-    python bench/search_quality.py            # full (~25 min)
+    python bench/search_quality.py            # full (~16 min)
     python bench/search_quality.py --quick    # Rosenbrock only, 2 seeds x 10 trials; 2 trainer trials (~1 min)
 
 (a) Test functions with a known optimum of 0 (bench/trial.py): Rosenbrock in 4-D and Levy in 6-D,

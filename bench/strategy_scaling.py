@@ -1,7 +1,7 @@
 """Benchmark 2: the same global batch on 1 vs 2 replicas (MirroredStrategy over two logical
 CPUs) and on 1 vs 2 local workers (MultiWorkerMirroredStrategy through trainer.launch).
 
-    python bench/strategy_scaling.py            # full (~10 min)
+    python bench/strategy_scaling.py            # full (~8 min)
     python bench/strategy_scaling.py --quick    # small case, 2 epochs, 3 arms, once (~1 min)
 
 Arms (global batch 64 in all; trainer defaults otherwise, --patience=0):
@@ -70,7 +70,7 @@ def measure_case(name: str, case: dict, args, work: Path, data_dir: Path) -> dic
     arms = {arm: (lambda rep, arm=arm: run_arm(arm, case, work, data_dir, epochs,
                                                f"{name}-{list(ARMS).index(arm)}-{rep}"))
             for arm in case["quick_arms" if args.quick else "arms"]}
-    results = B.interleave(arms, B.reps(args, case["reps"]), warmup=False)
+    results = B.interleave(arms, B.reps(args, case["reps"]))
     if not args.quick:
         for arm, arm_epochs in case.get("single_run_arms", {}).items():
             results[arm] = [run_arm(arm, case, work, data_dir, arm_epochs,

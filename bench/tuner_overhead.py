@@ -1,6 +1,6 @@
 """Benchmark 3: what the tuner costs over its trials, and what one suggestion costs.
 
-    python bench/tuner_overhead.py            # full: 8 x 1.5 s and 40 x 0.2 s, 3 repetitions (~6 min)
+    python bench/tuner_overhead.py            # full: 8 x 1.5 s and 40 x 0.2 s, 3 repetitions (~4 min)
     python bench/tuner_overhead.py --quick    # 4 x 0.5 s and 10 x 0.2 s, once (~1 min)
 
 A study of N trials of `bench/trial.py sleep --seconds=S` (it sleeps, then reports through
@@ -73,7 +73,7 @@ def measure_workload(name: str, n: int, seconds: float, args, work: Path) -> dic
     tag = name.replace(" ", "").replace(".", "p")
     arms = {arm: (lambda rep, arm=arm: run_arm(arm, n, seconds, work / f"{tag}-{ARMS.index(arm)}-{rep}", config))
             for arm in ARMS}
-    results = B.interleave(arms, B.reps(args, 3), warmup=False)
+    results = B.interleave(arms, B.reps(args, 3))
     floor = B.median([r["wall_s"] for r in results[ARMS[0]]])
     figures = {"trials": n, "trial_seconds": seconds, "parallel": PARALLEL, "goal": GOALS.get(name), "arms": {}}
     for arm, runs in results.items():
