@@ -10,11 +10,13 @@ matched case-insensitively because published samples use `type: integer`.
 """
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import re
 import sys
 from dataclasses import dataclass, field, replace
+from collections.abc import Hashable
 from typing import Any, Callable
 
 import yaml
@@ -109,10 +111,16 @@ class TrialJob:
 
 
 @dataclass(frozen=True)
+class Metric:
+    id: str
+    goal: str
+    safety: bool = False  # has a safetyConfig: a constraint of Vertex's safe search
+
+
+@dataclass(frozen=True)
 class TuningJob:
     display_name: str | None
-    metric: str
-    goal: str
+    metrics: tuple[Metric, ...]
     parameters: tuple[Parameter, ...]
     algorithm: str
     measurement: str
@@ -124,6 +132,15 @@ class TuningJob:
     dialect: str  # "vertex" | "legacy"
     document: dict  # the Vertex form of the config (converted for a legacy file)
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def metric(self) -> str:
+        """The metric a single-objective study optimises (run refuses several: local_problem)."""
+        return self.metrics[0].id
+
+    @property
+    def goal(self) -> str:
+        return self.metrics[0].goal
 
     def walk(self) -> list[Parameter]:
         """Every parameter of the tree, parents before their children."""
@@ -159,20 +176,31 @@ def _show(value) -> str:
 def _string(value, path):
     if isinstance(value, str):
         return value
-    hint = "; quote it in the YAML" if isinstance(value, (bool, int, float)) else ""
+    hint = ("; quote it in the YAML"
+            if isinstance(value, (bool, int, float, datetime.date)) else "")
     raise SpecError(path, f"must be a string, got {_show(value)}{hint}")
 
 
-def _integer(value, path):
-    if isinstance(value, bool):
-        raise SpecError(path, f"must be an integer, got {_show(value)}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        return int(value)  # int64 fields come back from the API as strings; gcloud takes both
-    raise SpecError(path, f"must be an integer, got {_show(value)}")
+def _integer(bits: int) -> Check:
+    low, high = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+
+    def check(value, path):
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            number = int(value)  # int64 fields come back from the API as strings; gcloud takes both
+        if number is None:
+            raise SpecError(path, f"must be an integer, got {_show(value)}")
+        if not low <= number <= high:
+            raise SpecError(path, f"must fit in int{bits} ({low} to {high}), got {number}")
+        return number
+    return check
+
+
+_int32, _int64 = _integer(32), _integer(64)
 
 
 def _double(value, path):
@@ -203,40 +231,57 @@ def _duration(value, path):
     raise SpecError(path, f"must be a duration in seconds such as \"3600s\", got {_show(value)}")
 
 
-def _anything(value, path):
-    return value
+def _timestamp(value, path):
+    if isinstance(value, datetime.datetime):  # PyYAML reads an unquoted RFC 3339 time as one
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", value):
+        return value
+    raise SpecError(path, f"must be an RFC 3339 time such as \"2026-12-01T00:00:00Z\", "
+                          f"got {_show(value)}")
 
 
-def _enum(*names: str, lenient: bool = False) -> Check:
-    def check(value, path):
+class _Enum:
+    """A proto enum: its value names, matched case-sensitively as gcloud does."""
+
+    def __init__(self, *names: str, lenient: bool = False):
+        self.names = names
+        self.lenient = lenient
+
+    def __call__(self, value, path):
         if isinstance(value, str):
-            if value in names:
+            if value in self.names:
                 return value
-            if value.upper() in names:
-                if lenient:
+            if value.upper() in self.names:
+                if self.lenient:
                     return value.upper()
                 raise SpecError(path, f"enum values are upper-case: write {value.upper()} "
                                       f"(gcloud rejects {value!r})")
-        raise SpecError(path, f"must be one of {', '.join(names)}; got {_show(value)}")
-    return check
+        raise SpecError(path, f"must be one of {', '.join(self.names)}; got {_show(value)}")
 
 
-def _list(item: Check, *, single_ok: bool = False) -> Check:
-    def check(value, path):
-        if single_ok and isinstance(value, dict):
-            value = [value]  # gcloud accepts one mapping where a list of messages is expected
+class _List:
+    """A repeated field. One value where a list is expected is a list of one, as in gcloud."""
+
+    def __init__(self, item: Check):
+        self.item = item
+
+    def __call__(self, value, path):
         if not isinstance(value, list):
-            raise SpecError(path, f"must be a list, got {_show(value)}")
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    return check
+            value = [value]
+        return [self.item(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
 
-def _map_of(item: Check) -> Check:
-    def check(value, path):
+class _Map:
+    """A proto map with string keys."""
+
+    def __init__(self, item: Check):
+        self.item = item
+
+    def __call__(self, value, path):
         if not isinstance(value, dict):
             raise SpecError(path, f"must be a mapping, got {_show(value)}")
-        return {_string(k, f"{path}.{k}"): item(v, f"{path}.{k}") for k, v in value.items()}
-    return check
+        return {_string(k, f"{path}.{k}"): self.item(v, f"{path}.{k}") for k, v in value.items()}
 
 
 def _camel(name: str) -> str:
@@ -244,8 +289,17 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def _field_name(path: str) -> str:
+    """The last field of a path, in the file's own dialect: `maxTrials`, `parameterName`."""
+    return path.rsplit(".", 1)[-1]
+
+
 class _Message:
-    """A proto message: known fields only, each checked by its own rule."""
+    """A proto message: known fields only, each checked by its own rule.
+
+    A null value is an unset field, as gcloud and the API's JSON parser read it; output-only
+    fields (what `describe` prints) are dropped unchecked, since the service ignores them.
+    """
 
     def __init__(self, fields: dict[str, Check] | None = None, *, output_only: tuple = (),
                  hint: str = ""):
@@ -260,12 +314,11 @@ class _Message:
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if key in self.output_only:
-                raise SpecError(where, "is output-only (set by the service); remove it")
+                continue
             if key not in self.fields:
                 raise SpecError(where, self._unknown(str(key)))
-            if item is None:
-                raise SpecError(where, "has no value; give one or remove the key")
-            out[key] = self.fields[key](item, where)
+            if item is not None:
+                out[key] = self.fields[key](item, where)
         return out
 
     def _unknown(self, key: str) -> str:
@@ -278,6 +331,8 @@ class _Message:
         return f"unknown field{self.hint}; known fields: {', '.join(sorted(self.fields))}"
 
 
+# The Vertex v1 schema of a HyperparameterTuningJob; tests/tuner/test_spec_schema.py checks it
+# against the API's own message descriptors, field by field.
 _ENV_VAR = _Message({"name": _string, "value": _string})
 _ACCELERATORS = (
     "ACCELERATOR_TYPE_UNSPECIFIED", "NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100",
@@ -285,125 +340,168 @@ _ACCELERATORS = (
     "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB", "NVIDIA_B200",
     "NVIDIA_GB200", "NVIDIA_RTX_PRO_6000", "TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD")
 _WORKER_POOL = _Message({
-    "containerSpec": _Message({"imageUri": _string, "command": _list(_string),
-                               "args": _list(_string), "env": _list(_ENV_VAR, single_ok=True)}),
-    "pythonPackageSpec": _Message({"executorImageUri": _string, "packageUris": _list(_string),
-                                   "pythonModule": _string, "args": _list(_string),
-                                   "env": _list(_ENV_VAR, single_ok=True)}),
-    "machineSpec": _Message({"machineType": _string, "acceleratorType": _enum(*_ACCELERATORS),
-                             "acceleratorCount": _integer, "gpuPartitionSize": _string,
-                             "tpuTopology": _string, "reservationAffinity": _anything}),
-    "replicaCount": _integer,
-    "diskSpec": _Message({"bootDiskType": _string, "bootDiskSizeGb": _integer}),
-    "nfsMounts": _list(_anything), "lustreMounts": _list(_anything),
+    "containerSpec": _Message({"imageUri": _string, "command": _List(_string),
+                               "args": _List(_string), "env": _List(_ENV_VAR)}),
+    "pythonPackageSpec": _Message({"executorImageUri": _string, "packageUris": _List(_string),
+                                   "pythonModule": _string, "args": _List(_string),
+                                   "env": _List(_ENV_VAR)}),
+    "machineSpec": _Message({
+        "machineType": _string, "acceleratorType": _Enum(*_ACCELERATORS),
+        "acceleratorCount": _int32, "gpuPartitionSize": _string, "tpuTopology": _string,
+        "reservationAffinity": _Message({
+            "reservationAffinityType": _Enum("TYPE_UNSPECIFIED", "NO_RESERVATION",
+                                             "ANY_RESERVATION", "SPECIFIC_RESERVATION"),
+            "key": _string, "values": _List(_string)})}),
+    "replicaCount": _int64,
+    "diskSpec": _Message({"bootDiskType": _string, "bootDiskSizeGb": _int32}),
+    "nfsMounts": _List(_Message({"server": _string, "path": _string, "mountPoint": _string})),
+    "lustreMounts": _List(_Message({"instanceIp": _string, "volumeHandle": _string,
+                                    "filesystem": _string, "mountPoint": _string})),
 })
-_TIME_CONSTRAINT = _Message({"maxDuration": _duration, "endTime": _string})
+_TIME_CONSTRAINT = _Message({"maxDuration": _duration, "endTime": _timestamp})
 _CUSTOM_JOB_SPEC = _Message({
-    "workerPoolSpecs": _list(_WORKER_POOL, single_ok=True),
+    "workerPoolSpecs": _List(_WORKER_POOL),
     "scheduling": _Message({"timeout": _duration, "restartJobOnWorkerRestart": _boolean,
-                            "strategy": _enum("STRATEGY_UNSPECIFIED", "ON_DEMAND", "LOW_COST",
+                            "strategy": _Enum("STRATEGY_UNSPECIFIED", "ON_DEMAND", "LOW_COST",
                                               "STANDARD", "SPOT", "FLEX_START"),
                             "disableRetries": _boolean, "maxWaitDuration": _duration}),
-    "serviceAccount": _string, "network": _string, "reservedIpRanges": _list(_string),
-    "pscInterfaceConfig": _anything,
+    "serviceAccount": _string, "network": _string, "reservedIpRanges": _List(_string),
+    "pscInterfaceConfig": _Message({
+        "networkAttachment": _string,
+        "dnsPeeringConfigs": _List(_Message({"domain": _string, "targetProject": _string,
+                                             "targetNetwork": _string}))}),
     "baseOutputDirectory": _Message({"outputUriPrefix": _string}),
     "protectedArtifactLocationId": _string, "tensorboard": _string,
     "enableWebAccess": _boolean, "enableDashboardAccess": _boolean,
-    "experiment": _string, "experimentRun": _string, "models": _list(_string),
+    "experiment": _string, "experimentRun": _string, "models": _List(_string),
     "persistentResourceId": _string,
 })
 _PARAMETER = _Message()  # recursive through conditionalParameterSpecs; filled in below
 _CONDITIONAL = _Message({
     "parameterSpec": _PARAMETER,
-    "parentDiscreteValues": _Message({"values": _list(_double)}),
-    "parentIntValues": _Message({"values": _list(_integer)}),
-    "parentCategoricalValues": _Message({"values": _list(_string)}),
+    "parentDiscreteValues": _Message({"values": _List(_double)}),
+    "parentIntValues": _Message({"values": _List(_int64)}),
+    "parentCategoricalValues": _Message({"values": _List(_string)}),
 })
 _PARAMETER.fields.update({
     "parameterId": _string,
     "doubleValueSpec": _Message({"minValue": _double, "maxValue": _double,
                                  "defaultValue": _double}),
-    "integerValueSpec": _Message({"minValue": _integer, "maxValue": _integer,
-                                  "defaultValue": _integer}),
-    "categoricalValueSpec": _Message({"values": _list(_string), "defaultValue": _string}),
-    "discreteValueSpec": _Message({"values": _list(_double), "defaultValue": _double}),
-    "scaleType": _enum("SCALE_TYPE_UNSPECIFIED", LINEAR, LOG, REVERSE_LOG),
-    "conditionalParameterSpecs": _list(_CONDITIONAL, single_ok=True),
+    "integerValueSpec": _Message({"minValue": _int64, "maxValue": _int64,
+                                  "defaultValue": _int64}),
+    "categoricalValueSpec": _Message({"values": _List(_string), "defaultValue": _string}),
+    "discreteValueSpec": _Message({"values": _List(_double), "defaultValue": _double}),
+    "scaleType": _Enum("SCALE_TYPE_UNSPECIFIED", LINEAR, LOG, REVERSE_LOG),
+    "conditionalParameterSpecs": _List(_CONDITIONAL),
 })
 _STUDY_SPEC = _Message({
-    "metrics": _list(_Message({
+    "metrics": _List(_Message({
         "metricId": _string,
-        "goal": _enum("GOAL_TYPE_UNSPECIFIED", MAXIMIZE, MINIMIZE),
+        "goal": _Enum("GOAL_TYPE_UNSPECIFIED", MAXIMIZE, MINIMIZE),
         "safetyConfig": _Message({"safetyThreshold": _double,
                                   "desiredMinSafeTrialsFraction": _double}),
-    }), single_ok=True),
-    "parameters": _list(_PARAMETER, single_ok=True),
-    "algorithm": _enum(BAYESIAN, GRID, RANDOM),
-    "observationNoise": _enum("OBSERVATION_NOISE_UNSPECIFIED", "LOW", "HIGH"),
-    "measurementSelectionType": _enum("MEASUREMENT_SELECTION_TYPE_UNSPECIFIED", LAST, BEST),
+    })),
+    "parameters": _List(_PARAMETER),
+    "algorithm": _Enum(BAYESIAN, GRID, RANDOM),
+    "observationNoise": _Enum("OBSERVATION_NOISE_UNSPECIFIED", "LOW", "HIGH"),
+    "measurementSelectionType": _Enum("MEASUREMENT_SELECTION_TYPE_UNSPECIFIED", LAST, BEST),
     "decayCurveStoppingSpec": _Message({"useElapsedDuration": _boolean}),
     "medianAutomatedStoppingSpec": _Message({"useElapsedDuration": _boolean}),
     "convexAutomatedStoppingSpec": _Message({
-        "maxStepCount": _integer, "minStepCount": _integer, "minMeasurementCount": _integer,
+        "maxStepCount": _int64, "minStepCount": _int64, "minMeasurementCount": _int64,
         "learningRateParameterName": _string, "useElapsedDuration": _boolean,
         "updateAllStoppedTrials": _boolean}),
     "studyStoppingConfig": _Message({
         "shouldStopAsap": _boolean, "minimumRuntimeConstraint": _TIME_CONSTRAINT,
-        "maximumRuntimeConstraint": _TIME_CONSTRAINT, "minNumTrials": _integer,
-        "maxNumTrials": _integer, "maxNumTrialsNoProgress": _integer,
+        "maximumRuntimeConstraint": _TIME_CONSTRAINT, "minNumTrials": _int32,
+        "maxNumTrials": _int32, "maxNumTrialsNoProgress": _int32,
         "maxDurationNoProgress": _duration}),
 }, hint=" (transferLearningConfig and convexStopConfig exist only in v1beta1)")
-_TUNING_JOB = _Message({
-    "displayName": _string, "studySpec": _STUDY_SPEC, "maxTrialCount": _integer,
-    "parallelTrialCount": _integer, "maxFailedTrialCount": _integer,
-    "trialJobSpec": _CUSTOM_JOB_SPEC, "labels": _map_of(_string),
+VERTEX_SCHEMA = _Message({
+    "displayName": _string, "studySpec": _STUDY_SPEC, "maxTrialCount": _int32,
+    "parallelTrialCount": _int32, "maxFailedTrialCount": _int32,
+    "trialJobSpec": _CUSTOM_JOB_SPEC, "labels": _Map(_string),
     "encryptionSpec": _Message({"kmsKeyName": _string}),
 }, output_only=("name", "trials", "state", "createTime", "startTime", "endTime", "updateTime",
                 "error", "satisfiesPzs", "satisfiesPzi"),
    hint=" of a HyperparameterTuningJob")
 
-
-def _legacy_enum(*names):
-    return _enum(*names, lenient=True)
-
-
-def _legacy_category(value, path):
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)  # legacy samples leave numeric categories unquoted
-    return _string(value, path)
-
-
+# The legacy AI Platform Training v1 schema (projects.jobs), from its REST reference; no
+# machine-readable definition of it ships in a package, so it stays hand-written.
 _LEGACY_PARAM = _Message({
     "parameterName": _string,
-    "type": _legacy_enum(DOUBLE, INTEGER, CATEGORICAL, DISCRETE, "PARAMETER_TYPE_UNSPECIFIED"),
+    "type": _Enum(DOUBLE, INTEGER, CATEGORICAL, DISCRETE, "PARAMETER_TYPE_UNSPECIFIED",
+                  lenient=True),
     "minValue": _double, "maxValue": _double,
-    "categoricalValues": _list(_legacy_category), "discreteValues": _list(_double),
-    "scaleType": _legacy_enum("NONE", LINEAR, LOG, REVERSE_LOG),
+    "categoricalValues": _List(_string), "discreteValues": _List(_double),
+    "scaleType": _Enum("NONE", LINEAR, LOG, REVERSE_LOG, lenient=True),
 })
 _LEGACY_HYPERPARAMETERS = _Message({
-    "goal": _legacy_enum(MAXIMIZE, MINIMIZE, "GOAL_TYPE_UNSPECIFIED"),
-    "hyperparameterMetricTag": _string, "maxTrials": _integer, "maxParallelTrials": _integer,
-    "maxFailedTrials": _integer, "enableTrialEarlyStopping": _boolean,
-    "algorithm": _legacy_enum(BAYESIAN, GRID, RANDOM, "POPULATION_BASED_TRAINING"),
-    "resumePreviousJobId": _string, "params": _list(_LEGACY_PARAM),
+    "goal": _Enum(MAXIMIZE, MINIMIZE, "GOAL_TYPE_UNSPECIFIED", lenient=True),
+    "hyperparameterMetricTag": _string, "maxTrials": _int32, "maxParallelTrials": _int32,
+    "maxFailedTrials": _int32, "enableTrialEarlyStopping": _boolean,
+    "algorithm": _Enum(BAYESIAN, GRID, RANDOM, "POPULATION_BASED_TRAINING", lenient=True),
+    "resumePreviousJobId": _string, "params": _List(_LEGACY_PARAM),
 })
 _LEGACY_REPLICA_CONFIG = _Message({
-    "imageUri": _string, "acceleratorConfig": _anything, "containerCommand": _list(_string),
-    "containerArgs": _list(_string), "tpuTfVersion": _string, "diskConfig": _anything})
+    "imageUri": _string,
+    "acceleratorConfig": _Message({
+        "count": _int64,
+        "type": _Enum("ACCELERATOR_TYPE_UNSPECIFIED", "NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100",
+                      "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4", "NVIDIA_TESLA_T4",
+                      "NVIDIA_TESLA_A100", "TPU_V2", "TPU_V3", "TPU_V2_POD", "TPU_V3_POD",
+                      lenient=True)}),
+    "containerCommand": _List(_string), "containerArgs": _List(_string),
+    "tpuTfVersion": _string,
+    "diskConfig": _Message({"bootDiskType": _string, "bootDiskSizeGb": _int32})})
 _TRAINING_INPUT = _Message({
     "hyperparameters": _LEGACY_HYPERPARAMETERS,
-    "scaleTier": _string, "masterType": _string, "workerType": _string,
-    "parameterServerType": _string, "evaluatorType": _string, "workerCount": _integer,
-    "parameterServerCount": _integer, "evaluatorCount": _integer,
+    "scaleTier": _Enum("BASIC", "STANDARD_1", "PREMIUM_1", "BASIC_GPU", "BASIC_TPU", "CUSTOM",
+                       lenient=True),
+    "masterType": _string, "workerType": _string,
+    "parameterServerType": _string, "evaluatorType": _string, "workerCount": _int64,
+    "parameterServerCount": _int64, "evaluatorCount": _int64,
     "masterConfig": _LEGACY_REPLICA_CONFIG, "workerConfig": _LEGACY_REPLICA_CONFIG,
     "parameterServerConfig": _LEGACY_REPLICA_CONFIG, "evaluatorConfig": _LEGACY_REPLICA_CONFIG,
     "runtimeVersion": _string, "pythonVersion": _string, "region": _string, "jobDir": _string,
-    "packageUris": _list(_string), "pythonModule": _string, "args": _list(_string),
-    "scheduling": _anything, "network": _string, "serviceAccount": _string,
-    "useChiefInTfConfig": _boolean, "encryptionConfig": _anything, "enableWebAccess": _boolean,
+    "packageUris": _List(_string), "pythonModule": _string, "args": _List(_string),
+    "scheduling": _Message({"maxRunningTime": _duration, "maxWaitTime": _duration,
+                            "priority": _int32}),
+    "network": _string, "serviceAccount": _string, "useChiefInTfConfig": _boolean,
+    "encryptionConfig": _Message({"kmsKeyName": _string}), "enableWebAccess": _boolean,
 })
-_LEGACY_JOB = _Message({"trainingInput": _TRAINING_INPUT, "jobId": _string,
-                        "labels": _map_of(_string)})
+LEGACY_SCHEMA = _Message({"trainingInput": _TRAINING_INPUT, "jobId": _string,
+                          "labels": _Map(_string)},
+                         output_only=("createTime", "startTime", "endTime", "state",
+                                      "errorMessage", "trainingOutput", "etag", "jobPosition"))
+
+
+def _output_only_notes(schema: _Message, document: dict) -> list[str]:
+    given = [key for key in document if key in schema.output_only]
+    if not given:
+        return []
+    return [f"{', '.join(given)}: output-only (set by the service, as `describe` prints them); "
+            "ignored"]
+
+
+LABEL_CHARS = "lower-case letters, digits, _ and -"
+
+
+def _check_labels(labels: dict, path: str):
+    """Google Cloud's label format: the API refuses the job otherwise."""
+    if len(labels) > 64:
+        raise SpecError(path, f"has {len(labels)} labels; at most 64 are allowed")
+    for key, value in labels.items():
+        for text, what in ((key, "key"), (value, "value")):
+            if len(text) > 63:
+                raise SpecError(f"{path}.{key}", f"label {what} is {len(text)} characters; at "
+                                                 "most 63 are allowed")
+            if any(c.isupper() or not (c.isalnum() or c in "_-") for c in text):
+                raise SpecError(f"{path}.{key}", f"label {what} {text!r} may hold only "
+                                                 f"{LABEL_CHARS}")
+        if not key or not key[0].isalpha():
+            raise SpecError(f"{path}.{key}", f"label key {key!r} must start with a lower-case "
+                                             "letter")
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,7 +569,11 @@ def _build_parameter(raw: _Raw, notes: list[str]) -> Parameter:
             raise SpecError(raw.where("values"), f"has {len(values)} values; at most "
                                                  f"{MAX_DISCRETE_VALUES} are allowed")
         for i in range(1, len(values)):
-            if values[i] - values[i - 1] < DISCRETE_TOLERANCE:
+            if abs(values[i] - values[i - 1]) < DISCRETE_TOLERANCE:
+                raise SpecError(f"{raw.where('values')}[{i}]",
+                                f"repeats the value {values[i - 1]} (values closer than "
+                                f"{DISCRETE_TOLERANCE} are the same point); remove one")
+            if values[i] < values[i - 1]:
                 raise SpecError(f"{raw.where('values')}[{i}]",
                                 f"({values[i]}) must be greater than the value before it "
                                 f"({values[i - 1]}): list discrete values in increasing order")
@@ -542,7 +644,7 @@ def _check_unique_ids(parameters: list[Parameter], raws: list[_Raw]):
     def visit(parameter: Parameter, raw: _Raw, sibling_ids: set):
         here = raw.where("id")
         if parameter.id in seen and parameter.id not in sibling_ids:
-            raise SpecError(here, f"duplicate parameterId {parameter.id!r} (also at "
+            raise SpecError(here, f"duplicate {_field_name(here)} {parameter.id!r} (also at "
                                   f"{seen[parameter.id]}); ids must be unique")
         seen.setdefault(parameter.id, here)
         ids_here: set = set()
@@ -559,7 +661,7 @@ class _Study:
     """Study-level fields of either dialect, with the YAML path of each."""
 
     display_name: str | None
-    metrics: list  # (metric id, goal, path)
+    metrics: list  # (Metric, path of its id)
     params: list[_Raw]
     params_path: str
     algorithm: str
@@ -582,19 +684,15 @@ def _finish(study: _Study, overrides: dict) -> TuningJob:
         if overrides.get(name) is not None:
             study.counts[name] = (overrides[name], flag)
     if not study.metrics:
-        raise SpecError("studySpec.metrics", "needs one metric: the metricId your trainer "
-                                             "reports through hypertune")
-    for i, (metric_id, _, path) in enumerate(study.metrics):
-        if not metric_id:
+        raise SpecError("studySpec.metrics", "needs at least one metric: the metricId your "
+                                             "trainer reports through hypertune")
+    for i, (metric, path) in enumerate(study.metrics):
+        if not metric.id:
             raise SpecError(path, "is required")
-        if re.search(r"\s", metric_id):
-            raise SpecError(path, f"must not contain whitespace: {metric_id!r}")
-        if metric_id in [m[0] for m in study.metrics[:i]]:
-            raise SpecError(path, f"duplicate metricId {metric_id!r}")
-    if len(study.metrics) > 1:
-        raise SpecError(study.metrics[1][2], "the local tuner optimises a single metric; "
-                                             "keep one entry in metrics")
-    metric, goal, _ = study.metrics[0]
+        if re.search(r"\s", metric.id):
+            raise SpecError(path, f"must not contain whitespace: {metric.id!r}")
+        if metric.id in [m.id for m, _ in study.metrics[:i]]:
+            raise SpecError(path, f"duplicate metricId {metric.id!r}")
     if not study.params:
         raise SpecError(study.params_path, "needs at least one parameter")
     parameters = [_build_parameter(raw, notes) for raw in study.params]
@@ -613,21 +711,19 @@ def _finish(study: _Study, overrides: dict) -> TuningJob:
                             tuple(sorted(settings.items())))
     counts = {}
     for name, (value, path) in study.counts.items():
-        if value is None:
-            if name != "maxFailedTrialCount":
-                notes.append(f"{name} is not set: gcloud uses 1")
-            value = 0 if name == "maxFailedTrialCount" else 1
-        elif name == "maxFailedTrialCount" and value < 0:
-            raise SpecError(path, f"must be 0 or more, got {value}")
-        elif name != "maxFailedTrialCount" and value < 1:
-            raise SpecError(path, f"must be at least 1, got {value}")
-        counts[name] = value
+        if value is not None and value < 0:
+            raise SpecError(path, f"must be 0 (unset) or more, got {value}")
+        if not value and name != "maxFailedTrialCount":
+            notes.append(f"{_field_name(path)} is not set (or 0): gcloud uses 1")
+            value = 1
+        counts[name] = value or 0
     if counts["maxFailedTrialCount"] > counts["maxTrialCount"]:
         raise SpecError(study.counts["maxFailedTrialCount"][1],
-                        f"({counts['maxFailedTrialCount']}) must not exceed maxTrialCount "
+                        f"({counts['maxFailedTrialCount']}) must not exceed "
+                        f"{_field_name(study.counts['maxTrialCount'][1])} "
                         f"({counts['maxTrialCount']})")
     return TuningJob(
-        display_name=study.display_name, metric=metric, goal=goal,
+        display_name=study.display_name, metrics=tuple(m for m, _ in study.metrics),
         parameters=tuple(parameters), algorithm=study.algorithm, measurement=study.measurement,
         stopping=stopping, max_trial_count=counts["maxTrialCount"],
         parallel_trial_count=counts["parallelTrialCount"],
@@ -784,8 +880,8 @@ def _vertex_trial_job(spec: dict, path: str, notes: list[str]) -> TrialJob:
 
 
 def _parse_vertex(document: dict, overrides: dict) -> TuningJob:
-    doc = _TUNING_JOB(document, "")
-    notes: list[str] = []
+    doc = VERTEX_SCHEMA(document, "")
+    notes = _output_only_notes(VERTEX_SCHEMA, document)
     if "studySpec" not in doc:
         raise SpecError("studySpec", "is required")
     study = doc["studySpec"]
@@ -799,8 +895,10 @@ def _parse_vertex(document: dict, overrides: dict) -> TuningJob:
                      "and this tuner ignore it")
     if "studyStoppingConfig" in study:
         notes.append("studySpec.studyStoppingConfig is not applied by the local tuner")
-    metrics = [(m.get("metricId"), MINIMIZE if m.get("goal") == MINIMIZE else MAXIMIZE,
-                f"studySpec.metrics[{i}].metricId") for i, m in enumerate(study.get("metrics", []))]
+    _check_labels(doc.get("labels", {}), "labels")
+    metrics = [(Metric(m.get("metricId"), MINIMIZE if m.get("goal") == MINIMIZE else MAXIMIZE,
+                       "safetyConfig" in m), f"studySpec.metrics[{i}].metricId")
+               for i, m in enumerate(study.get("metrics", []))]
     parsed = _Study(
         display_name=name, metrics=metrics,
         params=[_vertex_raw(p, f"studySpec.parameters[{i}]")
@@ -813,7 +911,7 @@ def _parse_vertex(document: dict, overrides: dict) -> TuningJob:
         counts={k: (doc.get(k), k) for k in
                 ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")},
         trial_job=_vertex_trial_job(doc["trialJobSpec"], "trialJobSpec", notes),
-        document=document, notes=notes)
+        document=doc, notes=notes)
     return replace(_finish(parsed, overrides), dialect="vertex")
 
 
@@ -840,55 +938,119 @@ def _legacy_raw(param: dict, path: str) -> _Raw:
                 missing_type="is required: DOUBLE, INTEGER, CATEGORICAL or DISCRETE")
 
 
-def _legacy_trial_job(training: dict, notes: list[str]) -> tuple[TrialJob, dict]:
-    """The local trial command and the Vertex trialJobSpec that `convert` writes."""
-    machine = training.get("masterType") or ""
+# Legacy trainingInput fields that Vertex has no field for, and what takes their place.
+LEGACY_WITHOUT_EQUIVALENT = {
+    "scaleTier": "each pool names its machine", "runtimeVersion": "the image fixes it",
+    "pythonVersion": "the image fixes it", "region": "give gcloud --region",
+    "useChiefInTfConfig": "Vertex always names pool 0 chief",
+    "scheduling.maxWaitTime": "only FLEX_START jobs wait", "scheduling.priority": "none",
+}
+# Legacy replica roles in Vertex's pool order: chief, workers, parameter servers, evaluators.
+LEGACY_ROLES = ("master", "worker", "parameterServer", "evaluator")
+
+
+def _legacy_machine_spec(training: dict, role: str, notes: list[str]) -> dict:
+    machine = training.get(f"{role}Type") or ""
     if not re.fullmatch(r"[a-z][a-z0-9]*-[a-z0-9-]+", machine):
-        if machine:
-            notes.append(f"trainingInput.masterType {machine!r} is a legacy machine name: "
-                         f"edit machineSpec.machineType (written as {PLACEHOLDER_MACHINE})")
+        what = (f"trainingInput.{role}Type {machine!r} is a legacy machine name" if machine
+                else f"trainingInput.{role}Type is not set")
+        notes.append(f"{what}: edit its pool's machineSpec.machineType (written as "
+                     f"{PLACEHOLDER_MACHINE})")
         machine = PLACEHOLDER_MACHINE
-    args = training.get("args", [])
-    image = training.get("masterConfig", {}).get("imageUri")
+    spec: dict[str, Any] = {"machineType": machine}
+    base = f"trainingInput.{role}Config.acceleratorConfig"
+    accelerator = training.get(f"{role}Config", {}).get("acceleratorConfig", {})
+    kind = accelerator.get("type", "ACCELERATOR_TYPE_UNSPECIFIED")
+    if kind.startswith("TPU_"):
+        raise SpecError(f"{base}.type", "Vertex hyperparameter tuning jobs do not support TPUs")
+    if kind != "ACCELERATOR_TYPE_UNSPECIFIED":
+        spec.update(acceleratorType=kind, acceleratorCount=accelerator.get("count", 1))
+    elif "count" in accelerator:
+        raise SpecError(f"{base}.count", "needs a type")
+    return spec
+
+
+def _legacy_pool(training: dict, role: str, notes: list[str]) -> dict:
+    """One Vertex worker pool from a legacy replica role; other roles default to the master's
+    image, as on AI Platform."""
+    config = training.get(f"{role}Config", {})
+    master = training.get("masterConfig", {})
+    pool: dict[str, Any] = {"machineSpec": _legacy_machine_spec(training, role, notes),
+                            "replicaCount": 1 if role == "master" else training[f"{role}Count"]}
+    image = config.get("imageUri") or master.get("imageUri")
+    args = list(config.get("containerArgs", training.get("args", [])))  # one list per pool
     if image:
-        command = training["masterConfig"].get("containerCommand")
-        args = training["masterConfig"].get("containerArgs", args)
-        container = {"imageUri": image, **({"command": command} if command else {}),
-                     **({"args": args} if args else {})}
-        pool = {"containerSpec": container}
-        argv = command + args if command else list(DEFAULT_ENTRYPOINT) + args
+        command = config.get("containerCommand")
+        pool["containerSpec"] = {"imageUri": image, **({"command": command} if command else {}),
+                                 **({"args": args} if args else {})}
     elif training.get("pythonModule"):
+        pool["pythonPackageSpec"] = {"executorImageUri": PREBUILT_TF_IMAGE,
+                                     "packageUris": list(training.get("packageUris", [])),
+                                     "pythonModule": training["pythonModule"],
+                                     **({"args": args} if args else {})}
+    else:
+        pool["containerSpec"] = {"imageUri": PLACEHOLDER_IMAGE, **({"args": args} if args else {})}
+    if "diskConfig" in config:
+        pool["diskSpec"] = dict(config["diskConfig"])
+    if "tpuTfVersion" in config:
+        notes.append(f"trainingInput.{role}Config.tpuTfVersion has no Vertex equivalent; dropped")
+    return pool
+
+
+def _legacy_job_spec(training: dict, notes: list[str]) -> tuple[dict, dict]:
+    """The Vertex trialJobSpec that `convert` writes, and the job fields the legacy
+    trainingInput carries (encryption); each legacy field without an equivalent gets a note."""
+    for role in LEGACY_ROLES[1:]:
+        count = training.get(f"{role}Count", 0)
+        if count < 0:
+            raise SpecError(f"trainingInput.{role}Count", f"must be 0 or more, got {count}")
+    pools = [_legacy_pool(training, role, notes) if role == "master" or
+             training.get(f"{role}Count") else {} for role in LEGACY_ROLES]
+    while not pools[-1]:
+        pools.pop()
+    if training.get("pythonModule") and not training.get("masterConfig", {}).get("imageUri"):
         notes.append("trainingInput.pythonModule: edit pythonPackageSpec.executorImageUri "
                      f"(written as {PREBUILT_TF_IMAGE}) and packageUris")
-        pool = {"pythonPackageSpec": {"executorImageUri": PREBUILT_TF_IMAGE,
-                                      "packageUris": training.get("packageUris", []),
-                                      "pythonModule": training["pythonModule"],
-                                      **({"args": args} if args else {})}}
-        argv = ["python", "-m", training["pythonModule"]] + args
-    else:
+    elif pools[0]["containerSpec"]["imageUri"] == PLACEHOLDER_IMAGE:
         notes.append(f"trainingInput has no trainer: edit containerSpec.imageUri (written as "
                      f"{PLACEHOLDER_IMAGE}); locally trials run "
                      f"`{' '.join(DEFAULT_ENTRYPOINT)}`")
-        pool = {"containerSpec": {"imageUri": PLACEHOLDER_IMAGE,
-                                  **({"args": args} if args else {})}}
-        argv = list(DEFAULT_ENTRYPOINT) + args
-    if training.get("workerCount") or training.get("parameterServerCount"):
-        notes.append("trainingInput workers/parameter servers are not converted: add "
-                     "workerPoolSpecs[1] and [2] by hand")
-    spec = {"workerPoolSpecs": [{"machineSpec": {"machineType": machine}, "replicaCount": 1,
-                                 **pool}]}
-    return TrialJob(tuple(_local_python(argv)), (), "legacy trainingInput, mapped as by "
-                                                    "`convert`"), spec
+    spec: dict[str, Any] = {"workerPoolSpecs": pools}
+    for legacy, vertex in (("serviceAccount", "serviceAccount"), ("network", "network"),
+                           ("enableWebAccess", "enableWebAccess")):
+        if legacy in training:
+            spec[vertex] = training[legacy]
+    if "jobDir" in training:
+        spec["baseOutputDirectory"] = {"outputUriPrefix": training["jobDir"]}
+        notes.append("trainingInput.jobDir is written as trialJobSpec.baseOutputDirectory: "
+                     "Vertex gives each trial AIP_MODEL_DIR under it, not a --job-dir flag")
+    scheduling = training.get("scheduling", {})
+    if "maxRunningTime" in scheduling:
+        spec["scheduling"] = {"timeout": scheduling["maxRunningTime"]}
+    job = {}
+    if "encryptionConfig" in training:
+        job["encryptionSpec"] = dict(training["encryptionConfig"])
+    dropped = [f"{key} ({why})" for key, why in LEGACY_WITHOUT_EQUIVALENT.items()
+               if _lookup(training, key) not in (None, "CUSTOM")]
+    if dropped:
+        notes.append(f"trainingInput {', '.join(dropped)}: no Vertex field; dropped")
+    return spec, job
+
+
+def _lookup(document: dict, dotted: str):
+    head, _, rest = dotted.partition(".")
+    value = document.get(head)
+    return _lookup(value, rest) if rest and isinstance(value, dict) else value
 
 
 def _parse_legacy(document: dict, overrides: dict) -> TuningJob:
-    doc = _LEGACY_JOB(document, "")
+    doc = LEGACY_SCHEMA(document, "")
     training = doc.get("trainingInput") or {}
     base = "trainingInput.hyperparameters"
     if "hyperparameters" not in training:
         raise SpecError(base, "is required: a legacy tuning config keeps its study here")
     hp = training["hyperparameters"]
-    notes: list[str] = []
+    notes = _output_only_notes(LEGACY_SCHEMA, document)
     if hp.get("algorithm") == "POPULATION_BASED_TRAINING":
         raise SpecError(f"{base}.algorithm", "POPULATION_BASED_TRAINING has no Vertex "
                                              "equivalent; use ALGORITHM_UNSPECIFIED")
@@ -899,11 +1061,13 @@ def _parse_legacy(document: dict, overrides: dict) -> TuningJob:
     if hp.get("enableTrialEarlyStopping"):
         stopping.append(("decayCurveStoppingSpec", "decay_curve", {"useElapsedDuration": False},
                          f"{base}.enableTrialEarlyStopping"))
-    trial_job, job_spec = _legacy_trial_job(training, notes)
+    _check_labels(doc.get("labels", {}), "labels")
+    job_spec, job_fields = _legacy_job_spec(training, notes)
+    trial_job = _vertex_trial_job(job_spec, "trialJobSpec", notes)
     parsed = _Study(
         display_name=doc.get("jobId"),
-        metrics=[(hp.get("hyperparameterMetricTag", LEGACY_DEFAULT_METRIC),
-                  MINIMIZE if hp.get("goal") == MINIMIZE else MAXIMIZE,
+        metrics=[(Metric(hp.get("hyperparameterMetricTag", LEGACY_DEFAULT_METRIC),
+                         MINIMIZE if hp.get("goal") == MINIMIZE else MAXIMIZE),
                   f"{base}.hyperparameterMetricTag")],
         params=[_legacy_raw(p, f"{base}.params[{i}]") for i, p in enumerate(hp.get("params", []))],
         params_path=f"{base}.params",
@@ -914,7 +1078,9 @@ def _parse_legacy(document: dict, overrides: dict) -> TuningJob:
                 "maxFailedTrialCount": (hp.get("maxFailedTrials"), f"{base}.maxFailedTrials")},
         trial_job=trial_job, document={}, notes=notes)
     job = _finish(parsed, overrides)
-    return replace(job, dialect="legacy", document=to_vertex_document(job, job_spec))
+    job_fields.update({"labels": doc["labels"]} if "labels" in doc else {})
+    return replace(job, dialect="legacy",
+                   document=to_vertex_document(job, job_spec, job_fields))
 
 
 # --------------------------------------------------------------------------------------------
@@ -942,8 +1108,9 @@ def parameter_to_dict(parameter: Parameter) -> dict:
     return out
 
 
-def to_vertex_document(job: TuningJob, trial_job_spec: dict) -> dict:
-    study: dict[str, Any] = {"metrics": [{"metricId": job.metric, "goal": job.goal}],
+def to_vertex_document(job: TuningJob, trial_job_spec: dict, job_fields: dict) -> dict:
+    """The Vertex form of a job; `job_fields` are top-level fields besides the study."""
+    study: dict[str, Any] = {"metrics": [{"metricId": m.id, "goal": m.goal} for m in job.metrics],
                              "parameters": [parameter_to_dict(p) for p in job.parameters]}
     if job.algorithm != BAYESIAN:
         study["algorithm"] = job.algorithm
@@ -960,6 +1127,7 @@ def to_vertex_document(job: TuningJob, trial_job_spec: dict) -> dict:
     if job.max_failed_trial_count:
         out["maxFailedTrialCount"] = job.max_failed_trial_count
     out["trialJobSpec"] = trial_job_spec
+    out.update(job_fields)
     return out
 
 
@@ -975,6 +1143,8 @@ def _mapping_without_duplicates(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping refuses it with the YAML position
         if key in seen:
             mark = key_node.start_mark
             raise SpecError("", f"line {mark.line + 1}: duplicate key {key!r}")
@@ -986,20 +1156,73 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                               _mapping_without_duplicates)
 
 
-def read_document(path: str) -> dict:
+# Protobuf parsers stop at 100 nested messages; no tuning job comes near it, and a deeper
+# document would exhaust Python's recursion limit in the checks below.
+MAX_DEPTH = 100
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _text(path: str) -> str:
+    """The file as UTF-8 text (what gcloud reads), or a SpecError saying how to make it so."""
     try:
-        with open(path, encoding="utf-8") as f:
-            document = yaml.load(f, Loader=_StrictLoader)
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise SpecError("", f"cannot read the config: {exc.strerror}") from None
+    if data.startswith(UTF16_BOMS):
+        raise SpecError("", "the config is UTF-16 text (as Windows PowerShell's > writes it); "
+                            "save it as UTF-8, e.g. Get-Content IN | Set-Content -Encoding "
+                            "utf8 OUT")
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise SpecError("", f"the config is a binary file (a NUL byte at offset {nul}), not "
+                            "YAML text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SpecError("", f"the config is not UTF-8 text (byte 0x{data[exc.start]:02x} on "
+                            f"line {line}; Latin-1, perhaps): save it as UTF-8") from None
+    if not text.strip():
+        raise SpecError("", "the config file is empty; give a HyperparameterTuningJob (or a "
+                            "legacy trainingInput)")
+    return text
+
+
+def _depth(document) -> int:
+    """How deeply lists and mappings nest, counted without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                items = value.values() if isinstance(value, dict) else value
+                stack.extend((item, depth + 1) for item in items)
+    return deepest
+
+
+def read_document(path: str) -> dict:
+    text = _text(path)
+    too_deep = SpecError("", f"the config nests deeper than {MAX_DEPTH} levels; no tuning job "
+                             "does (is it generated by mistake?)")
+    try:
+        document = yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise too_deep from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError("", f"not valid YAML: {where}{problem}") from None
+    if document is None:
+        raise SpecError("", "the config holds only comments; give a HyperparameterTuningJob "
+                            "(or a legacy trainingInput)")
     if not isinstance(document, dict):
         raise SpecError("", "the config must be a YAML mapping (a HyperparameterTuningJob, or "
                             "a legacy file with trainingInput)")
+    if _depth(document) > MAX_DEPTH:
+        raise too_deep
     return document
 
 
@@ -1023,6 +1246,14 @@ def load(path: str, overrides: dict | None = None) -> TuningJob:
 
 def local_problem(job: TuningJob) -> SpecError | None:
     """What a config valid for Vertex asks that the local tuner cannot do, if anything."""
+    if len(job.metrics) > 1:
+        return SpecError("studySpec.metrics", f"{len(job.metrics)} metrics make a "
+                                              "multi-objective study, which the local tuner "
+                                              "does not run yet; keep one metric to run it here")
+    if job.metrics[0].safety:
+        return SpecError("studySpec.metrics[0].safetyConfig",
+                         "safe search is not implemented by the local tuner; remove it to run "
+                         "here")
     if job.stopping and job.stopping.rule == "convex":
         return SpecError(f"studySpec.{job.stopping.field}",
                          "is not implemented by the local tuner; use "

@@ -62,8 +62,8 @@ VERTEX_CASES = [
     ("yes is not a string",
      lambda d: _add(d, {"parameterId": "b", "categoricalValueSpec": {"values": [True]}}),
      "studySpec.parameters[1].categoricalValueSpec.values[0]", "quote it"),
-    ("empty value", lambda d: _param(d)["doubleValueSpec"].update(minValue=None),
-     "studySpec.parameters[0].doubleValueSpec.minValue", "has no value"),
+    ("null is unset", lambda d: _param(d)["doubleValueSpec"].update(minValue=None),
+     "studySpec.parameters[0].doubleValueSpec.minValue", "required for a DOUBLE"),
     ("infinite bound", lambda d: _param(d)["doubleValueSpec"].update(maxValue=float("inf")),
      "studySpec.parameters[0].doubleValueSpec.maxValue", "finite"),
     ("min above max", lambda d: _param(d)["doubleValueSpec"].update(minValue=2.0),
@@ -100,7 +100,10 @@ VERTEX_CASES = [
      "studySpec.parameters[1].discreteValueSpec.values[1]", "increasing order"),
     ("discrete too close",
      lambda d: _add(d, {"parameterId": "b", "discreteValueSpec": {"values": [1, 1 + 1e-12]}}),
-     "studySpec.parameters[1].discreteValueSpec.values[1]", "increasing order"),
+     "studySpec.parameters[1].discreteValueSpec.values[1]", "repeats the value 1.0"),
+    ("discrete repeated",
+     lambda d: _add(d, {"parameterId": "b", "discreteValueSpec": {"values": [16, 32, 32]}}),
+     "studySpec.parameters[1].discreteValueSpec.values[2]", "repeats the value 32.0"),
     ("too many discrete values",
      lambda d: _add(d, {"parameterId": "b", "discreteValueSpec": {"values": list(range(1001))}}),
      "studySpec.parameters[1].discreteValueSpec.values", "at most 1000"),
@@ -158,7 +161,7 @@ VERTEX_CASES = [
      "studySpec.parameters[1].conditionalParameterSpecs[0].parameterSpec.parameterId",
      "duplicate parameterId 'x'"),
     ("no metrics", lambda d: d["studySpec"].update(metrics=[]), "studySpec.metrics",
-     "needs one metric"),
+     "needs at least one metric"),
     ("space in metricId", lambda d: d["studySpec"]["metrics"][0].update(metricId="val acc"),
      "studySpec.metrics[0].metricId", "whitespace"),
     ("duplicate metricId",
@@ -175,12 +178,28 @@ VERTEX_CASES = [
     ("failures above trials", lambda d: d.update(maxFailedTrialCount=5),
      "maxFailedTrialCount", "(5) must not exceed maxTrialCount (4)"),
     ("negative failures", lambda d: d.update(maxFailedTrialCount=-1), "maxFailedTrialCount",
-     "0 or more"),
-    ("no trials", lambda d: d.update(maxTrialCount=0), "maxTrialCount", "at least 1"),
-    ("no parallel trials", lambda d: d.update(parallelTrialCount=0), "parallelTrialCount",
-     "at least 1"),
-    ("output-only field", lambda d: d.update(state="JOB_STATE_SUCCEEDED"), "state",
-     "output-only"),
+     "0 (unset) or more"),
+    ("negative trials", lambda d: d.update(maxTrialCount=-1), "maxTrialCount",
+     "0 (unset) or more"),
+    ("count beyond int32", lambda d: d.update(parallelTrialCount=2 ** 31), "parallelTrialCount",
+     "int32"),
+    ("label with upper case", lambda d: d.update(labels={"team": "ML"}), "labels.team",
+     "lower-case letters"),
+    ("label key with a space", lambda d: d.update(labels={"my team": "ml"}), "labels.my team",
+     "lower-case letters"),
+    ("label value too long", lambda d: d.update(labels={"team": "m" * 64}), "labels.team",
+     "at most 63"),
+    ("label key from a digit", lambda d: d.update(labels={"1team": "ml"}), "labels.1team",
+     "start with a lower-case letter"),
+    ("typo in an nfs mount", lambda d: _pool(d).update(
+        nfsMounts=[{"server": "10.0.0.2", "pth": "/share", "mountPoint": "data"}]),
+     f"{POOL0}.nfsMounts[0].pth", "did you mean path"),
+    ("bad reservation affinity", lambda d: _pool(d)["machineSpec"].update(
+        reservationAffinity={"reservationAffinityType": "ANY"}),
+     f"{POOL0}.machineSpec.reservationAffinity.reservationAffinityType", "must be one of"),
+    ("unknown accelerator", lambda d: _pool(d)["machineSpec"].update(
+        acceleratorType="NVIDIA_TESLA_A10", acceleratorCount=1),
+     f"{POOL0}.machineSpec.acceleratorType", "must be one of"),
     ("long display name", lambda d: d.update(displayName="x" * 129), "displayName",
      "1 to 128"),
     ("legacy key beside studySpec", lambda d: d.update(trainingInput={}), "trainingInput",
@@ -206,8 +225,8 @@ VERTEX_CASES = [
      "must be 1 for the primary pool"),
     ("bad timeout", lambda d: d["trialJobSpec"].update(scheduling={"timeout": "1h"}),
      "trialJobSpec.scheduling.timeout", "duration in seconds"),
-    ("args not a list", lambda d: _pool(d)["containerSpec"].update(args="--epochs=3"),
-     f"{POOL0}.containerSpec.args", "must be a list"),
+    ("args not strings", lambda d: _pool(d)["containerSpec"].update(args={"epochs": 3}),
+     f"{POOL0}.containerSpec.args[0]", "must be a string"),
 ]
 
 
@@ -246,7 +265,20 @@ LEGACY_CASES = [
     ("typo in a param", lambda d: _hp(d)["params"][0].update(parameterNmae="lr"),
      f"{HP}.params[0].parameterNmae", "did you mean parameterName"),
     ("failures above trials", lambda d: _hp(d).update(maxFailedTrials=9),
-     f"{HP}.maxFailedTrials", "must not exceed maxTrialCount"),
+     f"{HP}.maxFailedTrials", "must not exceed maxTrials (4)"),
+    ("number as a category",
+     lambda d: _hp(d)["params"].append({"parameterName": "units", "type": "CATEGORICAL",
+                                        "categoricalValues": ["64", 128]}),
+     f"{HP}.params[1].categoricalValues[1]", "quote it"),
+    ("typo in legacy scheduling",
+     lambda d: d["trainingInput"].update(scheduling={"maxRuningTime": "3600s"}),
+     "trainingInput.scheduling.maxRuningTime", "did you mean maxRunningTime"),
+    ("GPU count without a type",
+     lambda d: d["trainingInput"].update(masterConfig={"acceleratorConfig": {"count": 2}}),
+     "trainingInput.masterConfig.acceleratorConfig.count", "needs a type"),
+    ("TPU", lambda d: d["trainingInput"].update(
+        masterConfig={"acceleratorConfig": {"count": 8, "type": "TPU_V3"}}),
+     "trainingInput.masterConfig.acceleratorConfig.type", "do not support TPUs"),
     ("grid with a DOUBLE", lambda d: _hp(d).update(algorithm="grid_search"),
      f"{HP}.params[0].type", "GRID_SEARCH"),
     ("discrete not increasing",
@@ -256,7 +288,7 @@ LEGACY_CASES = [
     ("log from 0", lambda d: _hp(d)["params"][0].update(minValue=0),
      f"{HP}.params[0].minValue", "> 0"),
     ("duplicate name", lambda d: _hp(d)["params"].append(dict(_hp(d)["params"][0])),
-     f"{HP}.params[1].parameterName", "duplicate"),
+     f"{HP}.params[1].parameterName", "duplicate parameterName 'lr'"),
     ("no hyperparameters", lambda d: d["trainingInput"].pop("hyperparameters"), HP,
      "required"),
     ("unknown trainingInput key", lambda d: d["trainingInput"].update(masterTyp="x"),
@@ -520,7 +552,7 @@ trainingInput:
     params:
     - {parameterName: layers, type: INTEGER, minValue: 1.0, maxValue: 4.0, scaleType: NONE}
     - {parameterName: batch, type: DISCRETE, discreteValues: [16, 32, 64]}
-    - {parameterName: activation, type: CATEGORICAL, categoricalValues: [relu, 5]}
+    - {parameterName: activation, type: CATEGORICAL, categoricalValues: [relu, "5"]}
 """
 
 
