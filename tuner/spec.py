@@ -170,7 +170,8 @@ def _show(value) -> str:
         return "a list"
     if value is None:
         return "an empty value"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _string(value, path):
@@ -205,13 +206,14 @@ _int32, _int64 = _integer(32), _integer(64)
 
 def _double(value, path):
     number = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):  # proto3 JSON takes numbers as strings; PyYAML reads 1e-4 as one
+    # proto3 JSON takes numbers as strings too; PyYAML reads 1e-4 as one
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
             number = float(value)
         except ValueError:
             pass
+        except OverflowError:  # an integer beyond any double
+            number = math.inf
     if number is None:
         raise SpecError(path, f"must be a number, got {_show(value)}")
     if not math.isfinite(number):
@@ -1210,6 +1212,9 @@ def read_document(path: str) -> dict:
         document = yaml.load(text, Loader=_StrictLoader)
     except RecursionError:
         raise too_deep from None
+    except (ValueError, OverflowError) as exc:  # a tagged or huge scalar PyYAML cannot build
+        raise SpecError("", f"not valid YAML: a value cannot be read: "
+                            f"{str(exc).split(';')[0]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -66,6 +66,8 @@ VERTEX_CASES = [
      "studySpec.parameters[0].doubleValueSpec.minValue", "required for a DOUBLE"),
     ("infinite bound", lambda d: _param(d)["doubleValueSpec"].update(maxValue=float("inf")),
      "studySpec.parameters[0].doubleValueSpec.maxValue", "finite"),
+    ("bound beyond any double", lambda d: _param(d)["doubleValueSpec"].update(maxValue=10 ** 400),
+     "studySpec.parameters[0].doubleValueSpec.maxValue", "finite"),
     ("min above max", lambda d: _param(d)["doubleValueSpec"].update(minValue=2.0),
      "studySpec.parameters[0].doubleValueSpec.maxValue", "below minValue (2.0)"),
     ("missing max", lambda d: _param(d)["doubleValueSpec"].pop("maxValue"),
@@ -310,6 +312,13 @@ def test_duplicate_yaml_keys_are_refused(tmp_path):
     path.write_text("maxTrialCount: 2\nparallelTrialCount: 1\nmaxTrialCount: 3\n")
     with pytest.raises(S.SpecError, match="line 3: duplicate key 'maxTrialCount'"):
         S.read_document(str(path))
+
+
+def test_utf8_with_a_bom_is_read(tmp_path):
+    """What PowerShell's `Set-Content -Encoding utf8` writes, the fix our UTF-16 error names."""
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(yaml.safe_dump(BASE).encode("utf-8-sig"))
+    assert S.read_document(str(path)) == BASE
 
 
 def test_broken_yaml_names_the_line(tmp_path):
@@ -640,3 +649,122 @@ def test_convert_writes_a_valid_vertex_file(tmp_path):
     assert validated.returncode == 0, validated.stderr
     again = run_tuner("convert", out)
     assert again.returncode == 2 and "already a Vertex config" in again.stderr
+
+
+# A legacy job with GPUs, workers, a job dir, a time limit and fields Vertex has no place for.
+GPU_CLUSTER_SHAPE = """
+jobId: hpt_gpu
+labels: {team: vision}
+trainingInput:
+  scaleTier: CUSTOM
+  masterType: n1-standard-8
+  masterConfig:
+    imageUri: gcr.io/p/trainer:gpu
+    acceleratorConfig: {count: 2, type: NVIDIA_TESLA_V100}
+    diskConfig: {bootDiskType: pd-ssd, bootDiskSizeGb: 200}
+    tpuTfVersion: "2.11"
+  workerType: n1-standard-4
+  workerCount: 3
+  workerConfig:
+    acceleratorConfig: {count: 1, type: NVIDIA_TESLA_T4}
+  evaluatorType: complex_model_m
+  evaluatorCount: 1
+  args: [--epochs=10]
+  jobDir: gs://b/hpt_gpu
+  serviceAccount: sa@p.iam.gserviceaccount.com
+  network: projects/1/global/networks/default
+  enableWebAccess: true
+  encryptionConfig: {kmsKeyName: projects/p/locations/l/keyRings/r/cryptoKeys/k}
+  scheduling: {maxRunningTime: 7200s, maxWaitTime: 600s}
+  runtimeVersion: "2.11"
+  region: us-central1
+  hyperparameters:
+    goal: MAXIMIZE
+    hyperparameterMetricTag: val_accuracy
+    maxTrials: 4
+    params:
+    - {parameterName: lr, type: DOUBLE, minValue: 0.001, maxValue: 0.1}
+"""
+
+
+def test_convert_carries_every_legacy_field_with_a_vertex_equivalent():
+    job = S.parse(yaml.safe_load(GPU_CLUSTER_SHAPE))
+    doc = job.document
+    chief, workers, servers, evaluators = doc["trialJobSpec"]["workerPoolSpecs"]
+    assert chief == {"machineSpec": {"machineType": "n1-standard-8",
+                                     "acceleratorType": "NVIDIA_TESLA_V100",
+                                     "acceleratorCount": 2},
+                     "replicaCount": 1,
+                     "containerSpec": {"imageUri": "gcr.io/p/trainer:gpu",
+                                       "args": ["--epochs=10"]},
+                     "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": 200}}
+    assert workers["machineSpec"] == {"machineType": "n1-standard-4",
+                                      "acceleratorType": "NVIDIA_TESLA_T4",
+                                      "acceleratorCount": 1}
+    assert workers["replicaCount"] == 3
+    assert workers["containerSpec"]["imageUri"] == "gcr.io/p/trainer:gpu"  # the master's
+    assert servers == {}  # pool 2 stays an empty placeholder: evaluators are pool 3
+    assert (evaluators["machineSpec"]["machineType"], evaluators["replicaCount"]) == (
+        S.PLACEHOLDER_MACHINE, 1)
+    spec = doc["trialJobSpec"]
+    assert spec["baseOutputDirectory"] == {"outputUriPrefix": "gs://b/hpt_gpu"}
+    assert spec["scheduling"] == {"timeout": "7200s"}
+    assert (spec["serviceAccount"], spec["network"], spec["enableWebAccess"]) == (
+        "sa@p.iam.gserviceaccount.com", "projects/1/global/networks/default", True)
+    assert doc["labels"] == {"team": "vision"}
+    assert doc["encryptionSpec"] == {
+        "kmsKeyName": "projects/p/locations/l/keyRings/r/cryptoKeys/k"}
+    dropped = " ".join(job.notes)
+    for name in ("tpuTfVersion", "scheduling.maxWaitTime", "runtimeVersion", "region",
+                 "evaluatorType 'complex_model_m'", "jobDir"):
+        assert name in dropped
+    assert "scaleTier" not in dropped  # CUSTOM is what Vertex pools are
+    vertex = S.parse(doc)  # the converted form passes the Vertex rules as it is
+    assert vertex.trial_job.extra_pools == 2 and vertex.search_space() == job.search_space()
+
+
+def test_several_metrics_are_valid_for_vertex_but_not_run_here(write_config, tmp_path):
+    doc = config(study={"metrics": [{"metricId": "score", "goal": "MAXIMIZE"},
+                                    {"metricId": "cost", "goal": "MINIMIZE"}]})
+    job = S.parse(doc)
+    assert job.metrics == (S.Metric("score", S.MAXIMIZE), S.Metric("cost", S.MINIMIZE))
+    assert S.local_problem(job).path == "studySpec.metrics"
+    path = write_config(doc)
+    validated = run_tuner("validate", path)
+    assert validated.returncode == 0 and validated.stdout.startswith("OK:")
+    assert "will refuse it: studySpec.metrics: 2 metrics make a multi-objective study" in (
+        validated.stderr)
+    out = tmp_path / "study"
+    result = run_tuner("run", path, "--output-dir", out)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {path}: studySpec.metrics: 2 metrics make a "
+                                     "multi-objective study, which the local tuner does not "
+                                     "run yet; keep one metric to run it here")
+    assert not out.exists()
+
+
+def test_output_only_fields_are_one_note():
+    described = config(name="projects/1/locations/l/hyperparameterTuningJobs/2",
+                       state="JOB_STATE_FAILED", createTime="2026-11-30T09:12:44Z",
+                       error={"code": 3, "message": "bad"}, trials=[{"id": "1"}])
+    job = S.parse(described)
+    (note,) = [n for n in job.notes if "output-only" in n]
+    assert note.startswith("name, state, createTime, error, trials: output-only")
+    assert "state" not in job.document and "trials" not in job.document
+
+
+def test_null_and_zero_mean_unset():
+    job = S.parse(config(maxTrialCount=0, parallelTrialCount=None, maxFailedTrialCount=None,
+                         displayName=None))
+    assert (job.max_trial_count, job.parallel_trial_count, job.max_failed_trial_count) == (1, 1, 0)
+    assert job.display_name is None
+    assert sum("gcloud uses 1" in n for n in job.notes) == 2
+
+
+def test_one_value_where_the_api_has_a_list():
+    doc = config(args="--epochs=3")
+    doc["studySpec"]["parameters"] = {"parameterId": "opt",
+                                      "categoricalValueSpec": {"values": "adam"}}
+    job = S.parse(doc)
+    assert job.trial_job.argv[-1] == "--epochs=3"
+    assert job.parameters[0].values == ("adam",)

@@ -113,6 +113,10 @@ UNREADABLE = {
     "two documents": (CONFIG.encode() + b"---\n" + CONFIG.encode(), "not valid YAML"),
     "a list": (b"- studySpec: {}\n", "must be a YAML mapping"),
     "python tag": (b"studySpec: !!python/object:os.system {}\n", "not valid YAML"),
+    "a bad timestamp": (b"displayName: !!timestamp 2026-13-45\n", "month must be in 1..12"),
+    "a bad int tag": (b"maxTrialCount: !!int 12x\n", "cannot be read"),
+    "a 5000-digit integer": (b"maxTrialCount: " + b"1" * 5000 + b"\n", "cannot be read"),
+    "a self-referencing alias": (b"a: &a [*a]\n", "deeper than 100"),
 }
 
 
