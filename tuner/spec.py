@@ -2,7 +2,9 @@
 
 Both dialects end in the same `TuningJob`, so the rest of the tuner never asks which file it
 came from. Parsing is as strict as `gcloud ai hp-tuning-jobs create` (unknown keys, lower-case
-enum values and wrong types are errors) and then applies Vertex's own rules; the first problem
+enum values and wrong types are errors) and as lenient (a null is an unset field, one value
+stands for a list of one, output-only fields are ignored with a note), and then applies
+Vertex's own rules; the first problem
 found raises `SpecError`, whose text names the field path, e.g.
 `studySpec.parameters[1].doubleValueSpec.minValue: ...`. Legacy files (`trainingInput`) are
 checked with the same rules but their errors name legacy paths, and their enum values are
@@ -15,8 +17,8 @@ import difflib
 import math
 import re
 import sys
-from dataclasses import dataclass, field, replace
 from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import yaml
@@ -428,8 +430,8 @@ VERTEX_SCHEMA = _Message({
                 "error", "satisfiesPzs", "satisfiesPzi"),
    hint=" of a HyperparameterTuningJob")
 
-# The legacy AI Platform Training v1 schema (projects.jobs), from its REST reference; no
-# machine-readable definition of it ships in a package, so it stays hand-written.
+# The legacy AI Platform Training v1 schema (projects.jobs); tests/tuner/test_spec_schema.py
+# checks it against the API's discovery document.
 _LEGACY_PARAM = _Message({
     "parameterName": _string,
     "type": _Enum(DOUBLE, INTEGER, CATEGORICAL, DISCRETE, "PARAMETER_TYPE_UNSPECIFIED",
@@ -442,7 +444,7 @@ _LEGACY_HYPERPARAMETERS = _Message({
     "goal": _Enum(MAXIMIZE, MINIMIZE, "GOAL_TYPE_UNSPECIFIED", lenient=True),
     "hyperparameterMetricTag": _string, "maxTrials": _int32, "maxParallelTrials": _int32,
     "maxFailedTrials": _int32, "enableTrialEarlyStopping": _boolean,
-    "algorithm": _Enum(BAYESIAN, GRID, RANDOM, "POPULATION_BASED_TRAINING", lenient=True),
+    "algorithm": _Enum(BAYESIAN, GRID, RANDOM, lenient=True),
     "resumePreviousJobId": _string, "params": _List(_LEGACY_PARAM),
 })
 _LEGACY_REPLICA_CONFIG = _Message({
@@ -452,7 +454,7 @@ _LEGACY_REPLICA_CONFIG = _Message({
         "type": _Enum("ACCELERATOR_TYPE_UNSPECIFIED", "NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100",
                       "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4", "NVIDIA_TESLA_T4",
                       "NVIDIA_TESLA_A100", "TPU_V2", "TPU_V3", "TPU_V2_POD", "TPU_V3_POD",
-                      lenient=True)}),
+                      "TPU_V4_POD", lenient=True)}),
     "containerCommand": _List(_string), "containerArgs": _List(_string),
     "tpuTfVersion": _string,
     "diskConfig": _Message({"bootDiskType": _string, "bootDiskSizeGb": _int32})})
@@ -475,7 +477,8 @@ _TRAINING_INPUT = _Message({
 LEGACY_SCHEMA = _Message({"trainingInput": _TRAINING_INPUT, "jobId": _string,
                           "labels": _Map(_string)},
                          output_only=("createTime", "startTime", "endTime", "state",
-                                      "errorMessage", "trainingOutput", "etag", "jobPosition"))
+                                      "errorMessage", "trainingOutput", "predictionOutput",
+                                      "etag", "jobPosition"))
 
 
 def _output_only_notes(schema: _Message, document: dict) -> list[str]:
@@ -1053,9 +1056,6 @@ def _parse_legacy(document: dict, overrides: dict) -> TuningJob:
         raise SpecError(base, "is required: a legacy tuning config keeps its study here")
     hp = training["hyperparameters"]
     notes = _output_only_notes(LEGACY_SCHEMA, document)
-    if hp.get("algorithm") == "POPULATION_BASED_TRAINING":
-        raise SpecError(f"{base}.algorithm", "POPULATION_BASED_TRAINING has no Vertex "
-                                             "equivalent; use ALGORITHM_UNSPECIFIED")
     if "resumePreviousJobId" in hp:
         notes.append(f"{base}.resumePreviousJobId has no Vertex equivalent and is dropped; "
                      "locally, rerun with the same --output-dir to resume")

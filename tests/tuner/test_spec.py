@@ -256,7 +256,7 @@ def _hp(doc):
 
 LEGACY_CASES = [
     ("population based training", lambda d: _hp(d).update(algorithm="POPULATION_BASED_TRAINING"),
-     f"{HP}.algorithm", "no Vertex equivalent"),
+     f"{HP}.algorithm", "must be one of ALGORITHM_UNSPECIFIED, GRID_SEARCH, RANDOM_SEARCH"),
     ("no type", lambda d: _hp(d)["params"][0].pop("type"), f"{HP}.params[0].type", "required"),
     ("unspecified type", lambda d: _hp(d)["params"][0].update(type="PARAMETER_TYPE_UNSPECIFIED"),
      f"{HP}.params[0].type", "required"),

@@ -1,13 +1,17 @@
-"""The hand-written Vertex schema in tuner/spec.py is the v1 API's, field by field.
+"""The hand-written schemas in tuner/spec.py are the APIs', field by field.
 
-The API's message descriptors ship in google-cloud-aiplatform (a test dependency; the tuner
-never imports it). The walk starts at HyperparameterTuningJob and follows every message field:
-a field the API lacks or has, a type, a repeated or map field, an enum value (the accelerator
-list too) that differs fails with the field's path.
+Vertex v1's message descriptors ship in google-cloud-aiplatform, AI Platform Training v1's
+discovery document in google-api-python-client (test dependencies; the tuner imports neither).
+Each walk starts at the job message and follows every message field: a field the API lacks or
+has, a type, a repeated or map field, an enum value (the accelerator lists too) that differs
+fails with the field's path.
 """
+import json
+
 import pytest
 from google.cloud.aiplatform_v1.types import HyperparameterTuningJob
 from google.protobuf.descriptor import FieldDescriptor
+from googleapiclient.discovery_cache import get_static_doc
 
 from tuner import spec as S
 
@@ -120,3 +124,72 @@ def test_the_walk_catches_drift(edit, words):
     edit(schema)
     found = differences(schema, HyperparameterTuningJob.pb().DESCRIPTOR)
     assert len(found) == 1 and words in found[0], found
+
+
+# -- the legacy schema, against AI Platform Training's own discovery document ---------------
+
+# google-api-python-client ships the ml v1 discovery document; its schema names and JSON types:
+DISCOVERY_FORMATS = {("string", None): S._string, ("string", "byte"): S._string,
+                     ("string", "int64"): S._int64, ("string", "google-duration"): S._duration,
+                     ("string", "google-datetime"): S._timestamp, ("integer", "int32"): S._int32,
+                     ("number", "double"): S._double, ("boolean", None): S._boolean}
+# A batch prediction job's input: a tuning config that has it is refused as an unknown field.
+NOT_FOR_TRAINING = {"predictionInput"}
+
+
+def discovery_differences(message, name, schemas, path="", seen=None) -> list[str]:
+    """Where a hand-written `_Message` and a discovery-document schema disagree."""
+    seen = set() if seen is None else seen
+    if (id(message), name) in seen:
+        return []
+    seen.add((id(message), name))
+    properties = {k: v for k, v in schemas[name]["properties"].items()
+                  if k not in NOT_FOR_TRAINING}
+    out = [f"{path}{key}: not in {name}"
+           for key in [*message.fields, *message.output_only] if key not in properties]
+    out += [f"{path}{key}: in {name}, missing from the schema"
+            for key in properties if key not in message.fields and key not in message.output_only]
+    for key, check in message.fields.items():
+        if key in properties:
+            out += _property_differences(check, properties[key], schemas, f"{path}{key}", seen)
+    return out
+
+
+def _property_differences(check, prop, schemas, path, seen) -> list[str]:
+    if "$ref" in prop:
+        if not isinstance(check, S._Message):
+            return [f"{path}: is the message {prop['$ref']} in the API"]
+        return discovery_differences(check, prop["$ref"], schemas, f"{path}.", seen)
+    if prop["type"] == "array":
+        if not isinstance(check, S._List):
+            return [f"{path}: is repeated in the API"]
+        return _property_differences(check.item, prop["items"], schemas, f"{path}[]", seen)
+    if prop["type"] == "object":
+        if not isinstance(check, S._Map):
+            return [f"{path}: is a map in the API"]
+        return _property_differences(check.item, prop["additionalProperties"], schemas,
+                                     f"{path}{{}}", seen)
+    if "enum" in prop:
+        if not isinstance(check, S._Enum):
+            return [f"{path}: is an enum in the API"]
+        return ([f"{path}: enum values {sorted(set(check.names) ^ set(prop['enum']))} differ"]
+                if sorted(check.names) != sorted(prop["enum"]) else [])
+    expected = DISCOVERY_FORMATS[prop["type"], prop.get("format")]
+    names = {id(v): k for k, v in vars(S).items()}
+    return [] if check is expected else [f"{path}: the API's type needs {names[id(expected)]}"]
+
+
+def test_the_legacy_schema_is_the_ai_platform_v1_api():
+    document = json.loads(get_static_doc("ml", "v1"))
+    assert discovery_differences(S.LEGACY_SCHEMA, "GoogleCloudMlV1__Job",
+                                 document["schemas"]) == []
+
+
+def test_the_legacy_walk_catches_drift():
+    schema = _copy(S.LEGACY_SCHEMA)
+    schema.fields["trainingInput"].fields["hyperparameters"].fields.update(
+        algorithm=S._Enum(S.BAYESIAN, S.GRID, S.RANDOM, "POPULATION_BASED_TRAINING"))
+    found = discovery_differences(schema, "GoogleCloudMlV1__Job",
+                                  json.loads(get_static_doc("ml", "v1"))["schemas"])
+    assert found == ["trainingInput.hyperparameters.algorithm: enum values "
+                     "['POPULATION_BASED_TRAINING'] differ"]
