@@ -117,6 +117,9 @@ UNREADABLE = {
     "a bad int tag": (b"maxTrialCount: !!int 12x\n", "cannot be read"),
     "a 5000-digit integer": (b"maxTrialCount: " + b"1" * 5000 + b"\n", "cannot be read"),
     "a self-referencing alias": (b"a: &a [*a]\n", "deeper than 100"),
+    "a billion laughs": (b"a: &a [x, x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        b"%c: &%c [%s]\n" % (98 + i, 98 + i, b", ".join([b"*%c" % (97 + i)] * 10))
+        for i in range(9)) + b"studySpec: *j\n", "over 1000000 values"),
 }
 
 
