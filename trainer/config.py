@@ -20,6 +20,7 @@ LR_SCHEDULES = ("constant", "cosine", "exponential")
 MODELS = ("mlp", "cnn", "resnet")
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 BUILTIN_DATASET = "uci_digits"
+MAX_SEED = 2**32 - 1
 METRICS_FILE = "metrics.json"  # in the model dir: a contract the tuner and the scripts read
 
 
@@ -59,7 +60,7 @@ flags.DEFINE_float("dropout", 0.1, "Dropout rate before each dense layer, in [0,
 flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy loss, in [0, 1).")
 _define_int("patience", 5, "Early stopping: epochs without improvement of the objective; 0 turns it off.")
 flags.DEFINE_float("min_delta", 0.0, "Early stopping: smallest change that counts as an improvement.")
-_define_int("seed", 42, "Seed for weights, the data shuffle and dropout.")
+_define_int("seed", 42, "Seed for weights, the data shuffle and dropout, in [0, 2**32 - 1].")
 
 # Run flags.
 flags.DEFINE_string(
@@ -87,8 +88,6 @@ _define_int("cpu_replicas", 0, "Testing aid: split the CPU into N logical device
 _define_int("startup_timeout", 600,
             "Multi-worker: seconds to wait for every worker to join before failing. Vertex starts replicas "
             "minutes apart, hence the 10-minute default.")
-_define_int("collective_timeout", 600,
-            "Multi-worker: seconds a collective operation may make no progress before the run fails; 0 = no bound.")
 flags.DEFINE_bool("overwrite", False, "Allow a run into a model dir that already holds a finished run's metrics.json.")
 
 HYPERPARAMETERS = (
@@ -132,7 +131,6 @@ class Config:
     steps_per_execution: int
     cpu_replicas: int
     startup_timeout: int
-    collective_timeout: int
     overwrite: bool
     cluster: environment.Cluster
     trial_id: str | None
@@ -186,7 +184,6 @@ def from_flags(values=flags.FLAGS, env=os.environ) -> Config:
         steps_per_execution=values.steps_per_execution,
         cpu_replicas=values.cpu_replicas,
         startup_timeout=values.startup_timeout,
-        collective_timeout=values.collective_timeout,
         overwrite=values.overwrite,
         cluster=cluster,
         trial_id=env.get("CLOUD_ML_TRIAL_ID"),
@@ -232,12 +229,12 @@ def validate(c: Config) -> None:
            f"must be in [0, 1), got {c.label_smoothing}")
     _check(c.patience >= 0, "patience", f"must be >= 0 (0 turns early stopping off), got {c.patience}")
     _check(finite(c.min_delta) and c.min_delta >= 0, "min_delta", f"must be >= 0, got {c.min_delta}")
+    _check(0 <= c.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}] (what NumPy's seeding takes), got {c.seed}")
     _check(finite(c.validation_split) and 0 < c.validation_split < 1, "validation_split",
            f"must be in (0, 1), got {c.validation_split}; try --validation_split=0.2")
     _check(c.steps_per_execution >= 1, "steps_per_execution", f"must be at least 1, got {c.steps_per_execution}")
     _check(c.cpu_replicas >= 0, "cpu_replicas", f"must be >= 0 (0 = off), got {c.cpu_replicas}")
     _check(c.startup_timeout >= 1, "startup_timeout", f"must be at least 1 second, got {c.startup_timeout}")
-    _check(c.collective_timeout >= 0, "collective_timeout", f"must be >= 0 (0 = no bound), got {c.collective_timeout}")
     _check(not (c.cpu_replicas > 1 and c.cluster.num_workers > 1), "cpu_replicas",
            "cannot be combined with a multi-worker TF_CONFIG; drop --cpu_replicas")
     if c.dataset != BUILTIN_DATASET:

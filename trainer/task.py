@@ -1,15 +1,18 @@
 """Entry point: `python -m trainer.task --learning_rate=0.01 ...` trains one model.
 
 Exit codes (DESIGN.md 3.2): 0 done; 2 bad usage or configuration, found before anything is
-trained or written; 1 a failure during the run. The last line of stderr says why.
+trained or written (output dirs another run is using included); 1 a failure during the run,
+or SIGTERM (during start-up or training). The last line of stderr says why.
 """
 import logging
 import os
+import signal
 import sys
 import traceback
 
 from absl import flags
 
+from trainer import claim
 from trainer import config as config_lib
 from trainer import storage
 from trainer.errors import ConfigError, RunError
@@ -29,6 +32,15 @@ def _fail(code: int, message: str) -> int:
     sys.stderr.flush()
     print(f"error: {message}", file=sys.stderr, flush=True)
     return code
+
+
+class StoppedDuringStartup(BaseException):
+    """SIGTERM before training began. A BaseException, so that no `except Exception` on the
+    way (TensorFlow's import, dataset preparation) swallows it."""
+
+
+def _stop_startup(signum, frame):
+    raise StoppedDuringStartup
 
 
 def _help(argv) -> str | None:
@@ -55,12 +67,16 @@ def parse(argv) -> config_lib.Config:
         except OSError as e:
             raise ConfigError(f"--{flag}: cannot write to {path} ({e.strerror or e}); "
                               "choose a writable directory") from None
+    _refuse_finished_run(config)
+    return config
+
+
+def _refuse_finished_run(config) -> None:
     finished = storage.read_text(storage.join(config.model_dir, config_lib.METRICS_FILE))
     if finished and config.cluster.is_chief and not config.overwrite:
         raise ConfigError(
             f"{config.model_dir} already holds a finished run ({config_lib.METRICS_FILE}); pass another "
             "--job_dir, or --overwrite to train again into it")
-    return config
 
 
 def _warn_if_outputs_are_lost(config) -> None:
@@ -94,18 +110,22 @@ def main(argv=None) -> int:
     if text:
         print(text)
         return 0
+    signal.signal(signal.SIGTERM, _stop_startup)  # until training installs its own handler
     try:
         config = parse(argv)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("trainer").setLevel(logging.INFO)
+        _warn_if_outputs_are_lost(config)
+        with claim.claimed(config):
+            _refuse_finished_run(config)  # again, under the claim: another run may have finished meanwhile
+            from trainer import training  # noqa: PLC0415  TensorFlow loads only for a valid config
+
+            outcome = training.run(config)
     except ConfigError as e:
         return _fail(2, str(e))
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("trainer").setLevel(logging.INFO)
-    _warn_if_outputs_are_lost(config)
-    from trainer import training  # noqa: PLC0415  TensorFlow loads only for a valid config
-
-    try:
-        outcome = training.run(config)
+    except StoppedDuringStartup:
+        return _fail(1, "stopped by SIGTERM during start-up, before training began: nothing was trained; rerun "
+                        "the same command to start again")
     except KeyboardInterrupt:
         return _fail(130, "interrupted; rerun the same command to resume from the last completed epoch")
     except (RunError, OSError) as e:

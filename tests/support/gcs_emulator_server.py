@@ -17,6 +17,9 @@ Fixes over the stock server (gcp-storage-emulator==2026.7.19, pinned in requirem
 3. ``Expect: 100-continue`` is answered at once. The stock handler speaks HTTP/1.0, which never
    sends ``100 Continue``, so libcurl (inside TensorFlow) waits one second before every upload
    body. ``--http10`` keeps the stock behaviour, for measuring the difference.
+4. ``ifGenerationMatch`` is honoured as GCS does (``412`` when the live object's generation
+   differs; ``0`` means "does not exist"). The stock server ignores it, so a run's claim on
+   its output dirs (trainer/claim.py) could not be tested.
 
 Every response carries ``Connection: close``: the server handles one connection at a time, so a
 kept-alive idle connection would block every other client. Responses go out with TCP_NODELAY
@@ -30,7 +33,10 @@ import sys
 import threading
 from functools import partial
 
+from http import HTTPStatus
+
 from gcp_storage_emulator import server as emulator_server
+from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.storage import Storage
 
 
@@ -61,11 +67,42 @@ def _read_data(handler, query):
     return data
 
 
+def _object_name(request):
+    if request.params.get("object_id"):
+        return request.params["object_id"]
+    if request.query.get("name"):
+        return request.query["name"][0]
+    return request.data["meta"].get("name")  # a multipart upload names the object in its metadata
+
+
+def _honour_generation_match(handler):
+    """One request at a time is served, so checking before the handler runs is atomic."""
+
+    def checked(request, response, storage, *args, **kwargs):
+        expected = request.query.get("ifGenerationMatch")
+        if expected:
+            try:
+                current = storage.get_file_obj(request.params["bucket_name"], _object_name(request))["generation"]
+            except NotFound:
+                current = "0"
+            if current != expected[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "At least one of the pre-conditions you "
+                                                                 "specified did not hold."}})
+                return None
+        return handler(request, response, storage, *args, **kwargs)
+
+    return checked
+
+
 # The names patched below are module globals that the emulator looks up at call time.
 _stock_read_body = emulator_server._read_raw_data
 _stock_read_data = emulator_server._read_data
 emulator_server._read_raw_data = _read_body
 emulator_server._read_data = _read_data
+emulator_server.HANDLERS = tuple((route, {method: _honour_generation_match(handler) for method, handler in handlers.items()})
+                                 for route, handlers in emulator_server.HANDLERS)
+emulator_server.objects.insert = _honour_generation_match(emulator_server.objects.insert)  # the router's fallback
 
 
 class _Http10Handler(emulator_server.RequestHandler):

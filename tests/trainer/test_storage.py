@@ -40,10 +40,10 @@ def test_local_read_of_missing_file_is_none(tmp_path):
     assert storage.read_text(str(tmp_path / "missing.json")) is None
 
 
-def test_local_check_writable_creates_the_dir_and_leaves_it_empty(tmp_path):
-    directory = tmp_path / "new" / "dir"
-    storage.check_writable(str(directory))
-    assert directory.is_dir() and os.listdir(directory) == []
+def test_local_check_writable_creates_nothing(tmp_path):
+    storage.check_writable(str(tmp_path / "new" / "dir"))  # probed at tmp_path, the nearest existing dir
+    storage.check_writable(str(tmp_path))
+    assert os.listdir(tmp_path) == []
 
 
 def test_local_check_writable_fails_under_a_file(tmp_path):
