@@ -1,16 +1,20 @@
 """`python -m tuner run|validate|convert|results`: a Vertex AI tuning job, run on this machine.
 
 Exit codes: 0 done (some trials may have failed within the failure budget); 1 the study
-failed (failure budget used up); 2 bad usage or config, reported before anything is written
-or run; 128+N interrupted by signal N (running trials are run again by the same command).
+failed (failure budget used up), or stopped on a full disk (the same command resumes it once
+there is space); 2 bad usage or config, reported before anything is written or run; 128+N
+interrupted by signal N (running trials are run again by the same command).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
+import shutil
 import signal
+import stat
 import sys
 
 import yaml
@@ -82,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("source", metavar="DIR|gs://BUCKET/BASE")
     results.add_argument("--config", help="for gs://: the job's config (metric goal, "
                                           "measurement selection, parameter columns)")
-    results.add_argument("--output-dir", help="for gs://: also write trials.csv, "
-                                              "best_trial.json and plots here")
+    results.add_argument("--output-dir", help="write trials.csv, best_trial.json and plots "
+                                              "here (default: the study's own folder; for "
+                                              "gs://: none)")
     results.set_defaults(func=cmd_results)
     return parser
 
@@ -111,10 +116,59 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args, overrides=None) -> S.TuningJob:
+    _require_regular_file(args.config)
     job = S.load(args.config, overrides)
     for note in job.notes:
         print(f"note: {note}", file=sys.stderr)
     return job
+
+
+def _require_regular_file(path: str) -> None:
+    """Reading a FIFO would wait forever and a device may never end: only files are configs."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # reading it says what is wrong
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        raise S.SpecError("", f"is {kind}, not a regular file: give the path of a YAML config")
+
+
+def _require_writable(flag: str, folder: str, *, why: str = "") -> None:
+    """Files can be written into `folder` (created if missing): checked before anything is."""
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        problem = f"{probe} is a file, not a folder"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        problem = f"{probe} is read-only"
+    else:
+        return
+    raise UsageError(f"{folder}: {problem}{why}; give {flag} a folder that can be written")
+
+
+def _command_problem(command: list[str]) -> str | None:
+    """Why the OS would not run `command`, if it would not: found before any trial starts."""
+    program = command[0]
+    if os.sep not in program:
+        return None if shutil.which(program) else f"{program!r} is not found on PATH"
+    if not os.path.isfile(program):
+        return f"{program} {'is a folder' if os.path.isdir(program) else 'does not exist'}"
+    if not os.access(program, os.X_OK):
+        return f"{program} is not executable (chmod +x it, or put its interpreter first)"
+    with open(program, "rb") as f:
+        first = f.readline(256)
+    interpreter = first[2:].split()[0].decode(errors="replace") if first.startswith(b"#!") \
+        and first[2:].split() else None
+    if interpreter and not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
+        return f"{program} starts with #!{interpreter}, which does not exist or is not executable"
+    return None
+
+
+def _disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,6 +250,9 @@ def cmd_run(args, trial_command) -> int:
     command = trial_command or list(job.trial_job.argv)
     output_dir = args.output_dir or os.path.join(
         "runs", os.path.splitext(os.path.basename(args.config))[0])
+    problem = _command_problem(command)
+    if problem:
+        raise UsageError(f"the trial command cannot run: {problem}")
     if args.dry_run:
         origin = "given after --" if trial_command else job.trial_job.origin
         return _dry_run(args, job, slots, command, origin, output_dir)
@@ -250,10 +307,35 @@ def _dry_run(args, job, slots, command, origin, output_dir) -> int:
 
 
 def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
-    from tuner import results, study as study_mod
-    from tuner.scheduler import Scheduler
+    from tuner import study as study_mod
+    from tuner.journal import DamagedJournal
 
-    storage, storage_name = study_mod.storage_for(output_dir, args.storage)
+    folders = [("--output-dir", output_dir)]
+    if args.storage and "://" not in args.storage:
+        folders.append(("--storage", os.path.dirname(os.path.abspath(args.storage))))
+    for flag, folder in folders:
+        _require_writable(flag, folder)
+    storage_name = None
+    try:
+        storage, storage_name = study_mod.storage_for(output_dir, args.storage)
+        return _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
+                          storage_name)
+    except DamagedJournal as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        if not _disk_full(exc):
+            raise
+        print(f"error: no space left on the disk of {exc.filename or output_dir}: the study "
+              f"stopped; every finished trial is kept in {storage_name or output_dir}; free "
+              "space there and run the same command again to resume", file=sys.stderr)
+        return 1
+
+
+def _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
+               storage_name) -> int:
+    from tuner import results, study as study_mod
+    from tuner.scheduler import Outcome, Scheduler
+
     name = job.display_name or "study"
     try:
         study = study_mod.Study(storage, name, job, seed=args.seed)
@@ -287,14 +369,23 @@ def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
 
     scheduler.on_change = refresh
 
-    def interrupt(signum, _frame):
-        if scheduler.interrupted:
-            raise KeyboardInterrupt  # asked twice: stop waiting for trials to exit
-        scheduler.interrupted = signum
+    asked = []
+
+    def interrupt(signum, _frame):  # later signals are ignored while the trials are killed
+        asked.append(signum)
+        if len(asked) == 1:
+            scheduler.interrupted = signum
+        elif len(asked) == 2:
+            raise KeyboardInterrupt  # asked twice: stop waiting, scheduler.run kills the trials
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        outcome = scheduler.run()
+        try:
+            outcome = scheduler.run()
+        except KeyboardInterrupt:  # raised by `interrupt` only: scheduler.run killed the trials
+            outcome = Outcome("interrupted", f"{signal.Signals(asked[1]).name} twice: running "
+                                             f"trials killed and left {study_mod.ACTIVE}; run "
+                                             "the same command again to resume")
     finally:
         view.close()
         for s, handler in previous.items():
@@ -336,6 +427,7 @@ def cmd_results(args, _command) -> int:
             print(f"best trial {best.trial_id}: {metric}={best.value:.6g}\n"
                   f"  reproduce: {shlex.join(best.command)}")
         if args.output_dir:
+            _require_writable("--output-dir", args.output_dir)
             os.makedirs(args.output_dir, exist_ok=True)
             written = results.write_files(args.output_dir, rows, parameter_ids, maximize,
                                           metric, plots=True)
@@ -346,6 +438,7 @@ def cmd_results(args, _command) -> int:
 
 def _local_results(args) -> int:
     from tuner import results, study as study_mod
+    from tuner.journal import DamagedJournal
 
     path = os.path.join(args.source, "tuner.json")
     try:
@@ -354,6 +447,9 @@ def _local_results(args) -> int:
     except OSError:
         raise UsageError(f"{args.source}: no tuner.json; is this a study's --output-dir?"
                          ) from None
+    target = args.output_dir or args.source
+    _require_writable("--output-dir", target,
+                      why=" (`results` writes trials.csv and the plots there)")
     job = S.parse(state["document"], state["overrides"])
     try:
         storage = study_mod.existing_storage(state["storage"])
@@ -361,13 +457,16 @@ def _local_results(args) -> int:
     except (FileNotFoundError, KeyError):
         raise UsageError(f"{args.source}: the study's storage {state['storage']} is gone"
                          ) from None
+    except DamagedJournal as exc:
+        raise UsageError(str(exc)) from None
     rows = results.rows_from_records(job, study.records())
-    written = results.write_files(args.source, rows, job.parameter_ids(),
+    os.makedirs(target, exist_ok=True)
+    written = results.write_files(target, rows, job.parameter_ids(),
                                   job.goal == S.MAXIMIZE, job.metric, plots=True)
     config = os.path.relpath(state["config"])
     print(results.summary(job, rows, config_path=state["config"] if config.startswith("..")
                           else config,
                           overrides=state["overrides"],
                           custom_command=state["command"] != list(job.trial_job.argv)))
-    print(f"wrote {', '.join(os.path.join(args.source, w) for w in written)}")
+    print(f"wrote {', '.join(os.path.join(target, w) for w in written)}")
     return 0

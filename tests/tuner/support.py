@@ -3,6 +3,7 @@
 Studies run for real: the tuner is a subprocess, each trial a process of
 tests/tuner/trial_script.py reporting through cloudml-hypertune.
 """
+import contextlib
 import copy
 import csv
 import json
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +88,21 @@ def trial_runs(output_dir, trial_id):
 def last_line(text):
     lines = [l for l in text.strip().splitlines() if l.strip()]
     return lines[-1] if lines else ""
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, size, *options):
+    """A real small disk at `path` (a tmpfs of `size`, e.g. "3m"; mounting needs root): the
+    test is skipped, with the reason, where it cannot be mounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]),
+                                "tmpfs", str(path)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command here to make a small disk")
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip() or 'mount failed'}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
