@@ -5,6 +5,7 @@ It must be created before any other TensorFlow op: MultiWorkerMirroredStrategy r
 can only be configured before the runtime starts.
 """
 import logging
+import re
 
 import tensorflow as tf
 
@@ -34,13 +35,17 @@ def _split_cpu(n: int) -> list[str]:
 
 
 def _multi_worker(config: Config) -> tf.distribute.MultiWorkerMirroredStrategy:
-    """MWMS, with its start-up bounded by a watchdog process and its collectives by a timeout."""
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.collective_timeout or None)
+    """MWMS, with its start-up bounded by a watchdog process.
+
+    Its collectives get no timeout: TensorFlow keeps one thread asleep for the whole timeout per
+    timed collective (a dozen a step), so a long run exhausts the thread limit and aborts. A dead
+    or frozen peer is found without it, by the coordination service's heartbeat (about 10 s).
+    """
     log.info("Waiting up to %d s for %d workers to join (this is %s)", config.startup_timeout,
              config.cluster.num_workers, config.cluster.task_name)
     watchdog = StartupWatchdog(config.startup_timeout, config.cluster.task_name, config.cluster.peers())
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
         watchdog.cancel()
 
@@ -68,3 +73,26 @@ def name(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.MirroredStrategy):
         return "MirroredStrategy"
     return "DefaultStrategy" if strategy is tf.distribute.get_strategy() else type(strategy).__name__
+
+
+# A task as TensorFlow names it in errors: /job:worker/replica:0/task:1 or /job:worker/task:1.
+_TF_TASK = re.compile(r"/job:(chief|worker)(?:/replica:\d+)?/task:(\d+)")
+
+
+def lost_peer(cluster: Cluster, message: str) -> str:
+    """Who a collective error is about, as the user knows them: `worker:1 (host:port)`.
+
+    An address is the surest sign (a connection to it failed); else TensorFlow's task names.
+    The `{{function_node ...}}` prefix names this task's own device, not the peer. When the
+    message names no peer, it says so rather than guessing.
+    """
+    message = re.sub(r"\{\{.*?\}\}\s*", "", message).strip()
+    peers = cluster.peers()
+    by_address = [name for name, address in peers.items()
+                  if re.search(r"(?<![\w.])" + re.escape(address) + r"(?!\d)", message)]
+    named = by_address or [f"{job}:{task}" for job, task in _TF_TASK.findall(message)]
+    lost = [f"{name} ({peers[name]})" for name in dict.fromkeys(named) if name in peers]
+    if lost:
+        return " and ".join(lost)
+    first_line = message.splitlines()[0] if message else "no message"
+    return f"another worker (TensorFlow's error does not say which: {first_line})"

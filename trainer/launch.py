@@ -76,6 +76,14 @@ def _parse(argv):
     return args
 
 
+def _start_replica() -> None:
+    """preexec_fn: die with the launcher, and take Ctrl-C even where the launcher's own parent
+    ignores it (a shell does for `cmd &`): the launcher forwards SIGINT, and a child that
+    inherited SIG_IGN would train on."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_chief(processes, roles) -> int:
     """The chief's status. A worker that fails first would leave the chief waiting for it (up to
     --startup_timeout at start-up): the chief is then stopped after a short grace period."""
@@ -115,7 +123,7 @@ def main(argv=None) -> int:
         env = {**os.environ, **cluster_env(addresses, task_type, index, trial), "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen([sys.executable, "-m", "trainer.task", *trainer_args], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   preexec_fn=die_with_parent)
+                                   preexec_fn=_start_replica)
         prefix = f"[{task_type}-{index}]" if task_type == "worker" else "[chief]"
         for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
             thread = threading.Thread(target=_stream, args=(pipe, prefix, out), daemon=True)
