@@ -7,7 +7,7 @@ finishes in (E - k) epochs' time plus a start-up cost, reported here.
 Per repetition, in this order (same command, default model, --patience=0):
 - uninterrupted: `python -m trainer.task --epochs=E` in a fresh job dir;
 - killed: the same command in another job dir, SIGKILLed as soon as the backup of epoch k is on
-  disk (checkpoints/backup/chief/checkpoint names ckpt-k);
+  disk (checkpoints/backup/ckpt-k.index exists);
 - resumed: the same command again; it must train exactly E - k epochs (history.json, metrics.json).
 From the process launch and exit times and the epoch end times in history.json, with t = the
 steady epoch time (median time between epoch ends after the first) of the uninterrupted run:
@@ -36,12 +36,8 @@ QUICK = {"epochs": 6, "kill_after": 3}
 
 
 def saved_epochs(job: Path) -> int:
-    try:
-        text = (job / "checkpoints" / "backup" / "chief" / "checkpoint").read_text()
-    except OSError:
-        return 0
-    match = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text)
-    return int(match.group(1)) if match else 0
+    names = (job / "checkpoints" / "backup").glob("ckpt-*.index")
+    return max((int(re.fullmatch(r"ckpt-(\d+)\.index", p.name).group(1)) for p in names), default=0)
 
 
 def run_and_stop(argv, env, job: Path, after: int, signum: int, log: Path) -> dict:

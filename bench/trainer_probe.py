@@ -47,7 +47,9 @@ def main():
     import tf_keras as keras
 
     from trainer import data as data_lib
+    from trainer import checkpoints as resume
     from trainer import distribution, models, reporting, training
+    from trainer.preemption import SigtermGuard
 
     strategy = distribution.create(config)
     keras.utils.set_random_seed(config.seed)
@@ -61,7 +63,7 @@ def main():
     ends, first_batch = [time.time()], []
     for _ in range(args.epochs):
         examples = 0
-        for i, (images, _labels) in enumerate(data.train):
+        for i, (images, _labels) in enumerate(data.epochs(0, 1)):
             if i == 0:  # includes filling the shuffle buffer (the whole training set)
                 first_batch.append(time.time() - ends[-1])
             examples += int(images.shape[0])
@@ -96,7 +98,8 @@ def main():
 
     # 2. The training step alone.
     clock = Clock()
-    new_model().fit(data.train, epochs=args.epochs, callbacks=[clock], verbose=0)
+    new_model().fit(data.epochs(0, args.epochs), steps_per_epoch=data.steps_per_epoch, epochs=args.epochs,
+                    callbacks=[clock], verbose=0)
     result["step_epoch_s"] = [m["end"] - m["begin"] for m in clock.marks]
 
     # 3. An epoch as the trainer runs it, with every callback timed.
@@ -149,21 +152,24 @@ def main():
         def _implements_predict_batch_hooks(self):
             return self.inner._implements_predict_batch_hooks()
 
-    reporter = reporting.EpochReporter(config, config.checkpoint_dir)
+    reporter = reporting.EpochReporter(config, config.checkpoint_dir, [])
     names = {"SigtermGuard": "sigterm guard", "EpochReporter": "history + hypertune report",
-             "BackupAndRestore": "BackupAndRestore", "TensorBoard": "TensorBoard"}
+             "SaveEachEpoch": "resume state", "TensorBoard": "TensorBoard"}
+    model = new_model()
+    with strategy.scope():
+        state = resume.ResumeState(model, config.checkpoint_dir + "/backup", config.checkpoint_dir + "/backup")
+    guard = SigtermGuard(config.checkpoint_dir)
     timed, checkpoints = [], 0
-    for cb in training._callbacks(config, reporter, None):
+    for cb in training._callbacks(config, guard, reporter, state, resume.Progress()):
         name = names.get(type(cb).__name__, type(cb).__name__)
         if type(cb).__name__ == "ModelCheckpoint":
             checkpoints += 1
             name = "ModelCheckpoint last" if checkpoints == 1 else "ModelCheckpoint best"
         timed.append(Timed(cb, name))
     clock = Clock()
-    model = new_model()
     training._write_hparams(config, config.tensorboard_dir)
-    model.fit(data.train, validation_data=data.validation, epochs=args.epochs, callbacks=[clock, *timed],
-              verbose=0)
+    model.fit(data.epochs(0, args.epochs), steps_per_epoch=data.steps_per_epoch, validation_data=data.validation,
+              epochs=args.epochs, callbacks=[clock, *timed], verbose=0)
     marks = clock.marks
     result["epoch"] = {
         "epoch_s": [b["begin"] - a["begin"] for a, b in zip(marks, marks[1:])],

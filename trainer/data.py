@@ -2,6 +2,8 @@
 
 The validation set is a deterministic slice of the training split (the same examples on
 every run and every worker), so trials are comparable and a resumed run sees the same data.
+Each epoch's shuffle is seeded by the seed and the epoch number, so a run resumed at epoch k
+sees the batches that an uninterrupted run sees from epoch k on.
 """
 import contextlib
 import dataclasses
@@ -17,11 +19,12 @@ from trainer.config import BUILTIN_DATASET, Config
 from trainer.errors import RunError
 
 _STATS_SAMPLE = 10_000  # examples used to compute the input normalisation
+_SEED_STRIDE = 1_000_000  # epochs per seed in the shuffle seeds: seed * stride + epoch
 
 
 @dataclasses.dataclass(frozen=True)
 class Datasets:
-    train: tf.data.Dataset
+    examples: tf.data.Dataset  # the training examples, cached, in their stored order
     validation: tf.data.Dataset
     num_classes: int
     image_shape: tuple
@@ -30,6 +33,23 @@ class Datasets:
     steps_per_epoch: int
     pixel_mean: float
     pixel_std: float
+    global_batch: int
+    seed: int
+
+    def epochs(self, first: int, end: int) -> tf.data.Dataset:
+        """The batches of epochs first..end-1 as one dataset (`fit` with steps_per_epoch).
+
+        Not one shuffle with reshuffle_each_iteration: its order depends on how many epochs
+        this process ran, so a resumed run would see epoch 1's order again.
+        """
+        def epoch(number):
+            return (self.examples.shuffle(self.train_examples, seed=self.seed * _SEED_STRIDE + number,
+                                          reshuffle_each_iteration=False)
+                    .batch(self.global_batch))
+
+        return (tf.data.Dataset.range(first, end).flat_map(epoch)
+                .prefetch(tf.data.AUTOTUNE)
+                .with_options(_options()))
 
 
 def _builder(config: Config):
@@ -87,26 +107,25 @@ def load(config: Config, num_replicas: int) -> Datasets:
     mean, std = _pixel_stats(train_raw)
 
     global_batch = config.batch_size * num_replicas
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = True
 
     def one_hot(image, label):
         return image, tf.one_hot(label, num_classes)
 
-    train = (train_raw.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
-             .cache()
-             .shuffle(num_train, seed=config.seed, reshuffle_each_iteration=True)
-             .batch(global_batch)
-             .prefetch(tf.data.AUTOTUNE)
-             .with_options(options))
+    examples = train_raw.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE).cache()
     validation = (val_raw.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
                   .cache()
                   .batch(global_batch)
                   .prefetch(tf.data.AUTOTUNE)
-                  .with_options(options))
+                  .with_options(_options()))
     return Datasets(
-        train=train, validation=validation, num_classes=num_classes,
+        examples=examples, validation=validation, num_classes=num_classes,
         image_shape=tuple(image_feature.shape), image_dtype=image_feature.tf_dtype,
         train_examples=num_train, steps_per_epoch=math.ceil(num_train / global_batch),
-        pixel_mean=mean, pixel_std=std)
+        pixel_mean=mean, pixel_std=std, global_batch=global_batch, seed=config.seed)
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return options

@@ -3,9 +3,31 @@
 Every model takes raw images (as the dataset gives them) and returns class probabilities,
 so the exported SavedModel needs no preprocessing on the serving side.
 """
+import itertools
+
+import tensorflow as tf
 import tf_keras as keras
 
 from trainer.config import Config
+
+
+class Dropout(keras.layers.Layer):
+    """keras Dropout, with its random state in a tf.random.Generator the layer tracks.
+
+    keras' own Dropout keeps its state out of checkpoints (even with
+    enable_tf_random_generator), so a resumed run would draw other masks than an
+    uninterrupted one; this one's state is checkpointed with the model.
+    """
+
+    def __init__(self, rate, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.generator = tf.random.Generator.from_seed(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0:
+            return inputs
+        return tf.nn.experimental.general_dropout(inputs, rate=self.rate, uniform_sampler=self.generator.uniform)
 
 
 def _normalised_input(shape, dtype, mean, std):
@@ -14,23 +36,23 @@ def _normalised_input(shape, dtype, mean, std):
     return inputs, keras.layers.Rescaling(scale=1.0 / std, offset=-mean / std, name="normalise")(inputs)
 
 
-def _mlp(x, c: Config):
+def _mlp(x, c: Config, seeds):
     x = keras.layers.Flatten()(x)
     for _ in range(c.num_layers):
         x = keras.layers.Dense(c.units, activation="relu")(x)
-        x = keras.layers.Dropout(c.dropout)(x)
+        x = Dropout(c.dropout, next(seeds))(x)
     return x
 
 
-def _cnn(x, c: Config):
+def _cnn(x, c: Config, seeds):
     for i in range(c.num_layers):
         x = keras.layers.Conv2D(c.filters * 2**i, 3, padding="same", activation="relu")(x)
         if min(x.shape[1], x.shape[2]) >= 4:  # keep at least 2x2 for small images
             x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dropout(c.dropout)(x)
+    x = Dropout(c.dropout, next(seeds))(x)
     x = keras.layers.Dense(c.units, activation="relu")(x)
-    return keras.layers.Dropout(c.dropout)(x)
+    return Dropout(c.dropout, next(seeds))(x)
 
 
 def _residual_block(x, filters):
@@ -42,16 +64,16 @@ def _residual_block(x, filters):
     return keras.layers.ReLU()(keras.layers.Add()([x, y]))
 
 
-def _resnet(x, c: Config):
+def _resnet(x, c: Config, seeds):
     x = keras.layers.Conv2D(c.filters, 3, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
     for _ in range(c.num_layers):
         x = _residual_block(x, c.filters)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(c.dropout)(x)
+    x = Dropout(c.dropout, next(seeds))(x)
     x = keras.layers.Dense(c.units, activation="relu")(x)
-    return keras.layers.Dropout(c.dropout)(x)
+    return Dropout(c.dropout, next(seeds))(x)
 
 
 _BODIES = {"mlp": _mlp, "cnn": _cnn, "resnet": _resnet}
@@ -60,7 +82,8 @@ _BODIES = {"mlp": _mlp, "cnn": _cnn, "resnet": _resnet}
 def build(c: Config, image_shape, image_dtype, num_classes, pixel_mean, pixel_std) -> keras.Model:
     """Builds the model named by --model; call inside the strategy scope."""
     inputs, x = _normalised_input(image_shape, image_dtype, pixel_mean, pixel_std)
-    x = _BODIES[c.model](x, c)
+    seeds = itertools.count(c.seed * 1000)  # one seed per Dropout layer
+    x = _BODIES[c.model](x, c, seeds)
     x = keras.layers.Dense(num_classes, name="logits")(x)
     # float32 output even under mixed precision: softmax in float16 loses the small classes.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)

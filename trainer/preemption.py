@@ -1,10 +1,11 @@
 """SIGTERM, as Vertex sends it on preemption and maintenance (spot VMs get about 30 s).
 
-The run must stop promptly and stay resumable. Two traps: a graceful `stop_training` lets
-BackupAndRestore treat the run as finished and delete its state (the rerun would start over),
-and under MultiWorkerMirroredStrategy TensorFlow catches SIGTERM itself and trains on. So the
-trainer installs its own handler once the strategy exists and fails the run from the handler:
-the backup of the last completed epoch stays, and rerunning the same command resumes from it.
+The run must stop promptly and stay resumable. Two traps: a graceful `stop_training` would
+end `fit` as if training were done (the resume state would record it finished, and the rerun
+export a half-trained model), and under MultiWorkerMirroredStrategy TensorFlow catches SIGTERM
+itself and trains on. So the trainer installs its own handler once the model exists and fails
+the run from the handler: the resume state of the last completed epoch stays, and rerunning
+the same command resumes from it. After training (the export) SIGTERM is noted, not acted on.
 
 No per-batch hook: one callback with a batch hook makes tf-keras call every callback's batch
 hooks (TensorBoard's cost 0.5 ms a batch, measured in bench/RESULTS.md). Instead the handler

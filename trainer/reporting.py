@@ -1,7 +1,8 @@
 """Reporting the objective: cloudml-hypertune every epoch, the epoch history, metrics.json.
 
-The epoch history lives beside the checkpoints (history.json) so that a run resumed after
-a kill still reports every epoch, in hypertune's file and in metrics.json.
+The epoch history is part of the resume state (checkpoints.py), so that a run resumed after
+a kill still reports every epoch, in hypertune's file and in metrics.json; history.json beside
+the checkpoints is its readable copy, rewritten whole at each epoch.
 """
 import json
 import time
@@ -21,11 +22,6 @@ def best_of(values, goal):
     return pick(values) if values else None
 
 
-def load_history(checkpoint_dir: str) -> list[dict]:
-    text = storage.read_text(storage.join(checkpoint_dir, HISTORY_FILE))
-    return json.loads(text) if text else []
-
-
 class EpochReporter(keras.callbacks.Callback):
     """Records each epoch's logs and, on the chief, reports the objective to hypertune.
 
@@ -34,24 +30,20 @@ class EpochReporter(keras.callbacks.Callback):
     would start an empty history and overwrite the file.
     """
 
-    def __init__(self, config: Config, history_dir: str):
+    def __init__(self, config: Config, history_dir: str, history: list[dict]):
+        """`history`: the records of the epochs already done (from the resume state)."""
         super().__init__()
         self._metric = config.hypertune_metric
         self._history_dir = history_dir
         self._report = config.cluster.is_chief
         self._hypertune = None
-        self.history = load_history(history_dir)
-        self.resumed_at = None  # completed epochs found when training (re)started
+        self.history = list(history)
+        self._write_history()  # a history.json a kill left torn is replaced at once
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.resumed_at is not None:
-            return
-        # BackupAndRestore has restored by now: epochs >= `epoch` will run again.
-        self.resumed_at = epoch
-        self.history = [h for h in self.history if h["epoch"] <= epoch]
+    def on_train_begin(self, logs=None):
         if self._report:
             self._hypertune = hypertune.HyperTune()
-            self._keep_earlier_reports(epoch)
+            self._keep_earlier_reports(len(self.history))
 
     def _keep_earlier_reports(self, completed_epochs):
         """Puts back the reports of epochs a killed run already made (its file would be wiped)."""
@@ -70,10 +62,13 @@ class EpochReporter(keras.callbacks.Callback):
             raise RunError(f"the objective --hypertune_metric={self._metric} is not among this epoch's metrics {sorted(logs)}")
         record = {"epoch": epoch + 1, "time": time.time(), **{k: float(v) for k, v in logs.items()}}
         self.history = [h for h in self.history if h["epoch"] < epoch + 1] + [record]
-        storage.write_text(storage.join(self._history_dir, HISTORY_FILE), json.dumps(self.history, indent=1))
+        self._write_history()
         if self._hypertune is not None:
             self._hypertune.report_hyperparameter_tuning_metric(
                 hyperparameter_metric_tag=self._metric, metric_value=logs[self._metric], global_step=epoch + 1)
+
+    def _write_history(self):
+        storage.write_text(storage.join(self._history_dir, HISTORY_FILE), json.dumps(self.history, indent=1))
 
 
 def summarize(config: Config, history: list[dict], strategy_name: str, num_replicas: int,

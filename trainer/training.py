@@ -1,4 +1,4 @@
-"""One training run: strategy, data, model, callbacks, fit, export, metrics.json.
+"""One training run: strategy, data, model, resume state, callbacks, fit, export, metrics.json.
 
 Only the chief writes the model, metrics and reports. Other workers run the same save calls
 (they are collective under MultiWorkerMirroredStrategy) into temporary dirs they remove.
@@ -16,12 +16,14 @@ import tf_keras as keras
 from tensorboard.plugins.hparams import api as hparams_api
 
 from trainer import data as data_lib
-from trainer import distribution, models, optimization, reporting, storage
+from trainer import checkpoints, distribution, models, optimization, reporting, storage
 from trainer.config import Config
 from trainer.errors import RunError
 from trainer.preemption import SigtermGuard
 
 log = logging.getLogger(__name__)
+
+RESUME_DIR = "backup"  # in the checkpoint dir: the resume state (checkpoints.py)
 
 
 @dataclasses.dataclass
@@ -66,25 +68,23 @@ def _write_hparams(c: Config, log_dir: str):
     writer.close()
 
 
-def _callbacks(c: Config, reporter, best_so_far):
-    checkpoints = c.checkpoint_dir
-    guard = SigtermGuard(checkpoints)
+def _callbacks(c: Config, guard: SigtermGuard, reporter, state: checkpoints.ResumeState, progress):
+    best_so_far = reporting.best_of([h[c.hypertune_metric] for h in progress.history], c.metric_goal)
     callbacks = [
         guard,
-        # Before the backup, so an epoch is in history.json before the backup marks it done.
         reporter,
-        keras.callbacks.BackupAndRestore(storage.join(checkpoints, "backup"), save_freq="epoch",
-                                         delete_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(storage.join(checkpoints, "last", "ckpt"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(storage.join(checkpoints, "best", "ckpt"), save_weights_only=True,
+        keras.callbacks.ModelCheckpoint(storage.join(c.checkpoint_dir, "last", "ckpt"), save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(storage.join(c.checkpoint_dir, "best", "ckpt"), save_weights_only=True,
                                         save_best_only=True, monitor=c.hypertune_metric, mode=c.metric_goal,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.TensorBoard(c.tensorboard_dir, profile_batch=0),
     ]
     if c.patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=c.hypertune_metric, mode=c.metric_goal,
-                                                       patience=c.patience, min_delta=c.min_delta))
-    return callbacks + [guard.saves_done]
+        callbacks.append(checkpoints.ContinuedEarlyStopping(
+            progress.history, monitor=c.hypertune_metric, mode=c.metric_goal, patience=c.patience,
+            min_delta=c.min_delta))
+    # After EarlyStopping, whose decision the resume state records; before the guard's end of saves.
+    return callbacks + [checkpoints.SaveEachEpoch(state, reporter, c), guard.saves_done]
 
 
 def export(model, path: str, image_shape, image_dtype):
@@ -116,15 +116,25 @@ def run(c: Config) -> Outcome:
         _compile(model, c, data.steps_per_epoch)
 
     chief = c.cluster.is_chief
+    guard = SigtermGuard(c.checkpoint_dir)  # from here on SIGTERM leaves a resumable run
     with _own_dir(c.checkpoint_dir, chief) as checkpoint_dir, _own_dir(c.tensorboard_dir, chief) as log_dir:
         storage.write_text(storage.join(checkpoint_dir, "config.json"), c.to_json())
         _write_hparams(c, log_dir)
-        reporter = reporting.EpochReporter(c, checkpoint_dir)
-        earlier = [h[c.hypertune_metric] for h in reporter.history]
-        best_so_far = reporting.best_of(earlier, c.metric_goal)
+        with strategy.scope():
+            state = checkpoints.ResumeState(model, read_dir=storage.join(c.checkpoint_dir, RESUME_DIR),
+                                            write_dir=storage.join(checkpoint_dir, RESUME_DIR))
+        progress = state.restore()
+        reporter = reporting.EpochReporter(c, checkpoint_dir, progress.history)
+        if progress.finished:
+            log.info("Training ended in an earlier run (%s); exporting its model", progress.finished)
+        elif progress.epochs_done:
+            log.info("Resuming after epoch %d of %d", progress.epochs_done, c.epochs)
         try:
-            model.fit(data.train, validation_data=data.validation, epochs=c.epochs,
-                      callbacks=_callbacks(c, reporter, best_so_far), verbose=1 if sys.stdout.isatty() else 2)
+            if not progress.finished:
+                model.fit(data.epochs(progress.epochs_done, c.epochs), steps_per_epoch=data.steps_per_epoch,
+                          initial_epoch=progress.epochs_done, epochs=c.epochs, validation_data=data.validation,
+                          callbacks=_callbacks(c, guard, reporter, state, progress),
+                          verbose=1 if sys.stdout.isatty() else 2)
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
             if not c.cluster.is_multi_worker:
                 raise
@@ -137,4 +147,7 @@ def run(c: Config) -> Outcome:
         metrics = reporting.summarize(c, reporter.history, distribution.name(strategy),
                                       strategy.num_replicas_in_sync, time.time() - started)
         metrics_path = reporting.write_metrics(model_dir, metrics) if chief else None
-    return Outcome(metrics=metrics, metrics_path=metrics_path, resumed_at_epoch=reporter.resumed_at or 0)
+    if chief:
+        # Only now: a kill before metrics.json is written leaves a rerun that goes straight to the export.
+        state.discard()
+    return Outcome(metrics=metrics, metrics_path=metrics_path, resumed_at_epoch=progress.epochs_done)
