@@ -1,28 +1,41 @@
-"""Which sampler should ALGORITHM_UNSPECIFIED use? Regret after N trials on tuning-shaped problems.
+"""Which sampler should ALGORITHM_UNSPECIFIED use? Simple regret after N trials, in process.
 
-    python bench/sampler_bench.py [--seeds 10] [--trials 20] [--parallel 1 4]
+    python bench/sampler_bench.py              # full: 5 problems x {1, 4 pending} x 15 studies
+    python bench/sampler_bench.py --quick      # 2 problems, 3 studies (rough; a minute or two)
 
 Each problem is a study spec (the tuner's own parser and search space) and a deterministic
-objective to minimise whose optimum is known or found by a dense search. Trials run
-"asynchronously": with P > 1, P trials are in flight and the oldest finishes next, so samplers
-see pending trials as the tuner shows them. Prints, per problem and P, the median and mean
-simple regret of each sampler and its ratio to random search measured in the same run, plus
-the mean time per suggestion.
+objective to minimise whose optimum is known or found by a dense search; the noisy problem adds
+Gaussian noise to what the sampler observes (regret is always measured on the true value of the
+best trial). Trials run "asynchronously" through Optuna's ask/tell, no trial processes: with
+P > 1, P trials are in flight and the oldest finishes next, so samplers see pending (RUNNING)
+trials with their parameters, as the tuner's study shows them. Samplers: the tuner's random
+search, today's default search (`search.GPSampler`), and the default search before issue 10
+(`OldGPSampler`, a copy kept here as the baseline); Optuna's TPE on request. Prints, per problem,
+P and trial count, the median regret of each sampler over the studies, its ratio to random
+search's and to the old GP's, and the mean time per suggestion; then the time of one default
+suggestion in a study of 100 trials. Writes bench/results/sampler_bench.json.
 """
 from __future__ import annotations
 
-import argparse
 import math
+import multiprocessing
+import os
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import optuna
+# One BLAS thread for every sampler (the tuner's GP sets it for itself): more only spin here
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as B  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
 from tuner import search, spec  # noqa: E402
 
 
@@ -43,13 +56,11 @@ def _double(pid, low, high, scale="UNIT_LINEAR_SCALE", **extra):
 
 # -- problems: (parameters, objective(values) -> loss) -----------------------------------------
 
-def log_continuous(v):
-    """A loss surface over learning rate and weight decay (log scales) and dropout, with a
-    ridge (the best weight decay moves with the learning rate) and mild ripples."""
-    a = math.log10(v["learning_rate"]) + 2.5
-    b = math.log10(v["weight_decay"]) + 4.0
-    return (0.5 * a * a + 0.3 * (b - 0.7 * a) ** 2 + 2.0 * (v["dropout"] - 0.25) ** 2
-            + 0.05 * math.sin(3 * a) ** 2)
+def branin(v):
+    """The classic smooth 2-D test function (three global minima of 0.397887)."""
+    a, b = v["x0"], v["x1"]
+    return ((b - 5.1 / (4 * math.pi ** 2) * a * a + 5 / math.pi * a - 6) ** 2
+            + 10 * (1 - 1 / (8 * math.pi)) * math.cos(a) + 10)
 
 
 HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
@@ -89,12 +100,13 @@ def conditional(v):
     return 0.02 + 0.2 * (lr + 1.5 + 1.5 * (m - 0.9)) ** 2 + 0.6 * (m - 0.9) ** 2
 
 
+HARTMANN6 = _space(*[_double(f"x{i}", 0.0, 1.0) for i in range(6)])
+
+# name: (parameters, objective, optimum (None: found by a dense search), observation noise std)
 PROBLEMS = {
-    "log-continuous(3)": (_space(_double("learning_rate", 1e-5, 1.0, "UNIT_LOG_SCALE"),
-                                 _double("weight_decay", 1e-7, 1e-1, "UNIT_LOG_SCALE"),
-                                 _double("dropout", 0.0, 0.8)), log_continuous, 0.0),
-    "hartmann6": (_space(*[_double(f"x{i}", 0.0, 1.0) for i in range(6)]), hartmann6,
-                  -3.32237),
+    "branin(2)": (_space(_double("x0", -5.0, 10.0), _double("x1", 0.0, 15.0)), branin,
+                  0.397887, 0.0),
+    "hartmann6": (HARTMANN6, hartmann6, -3.32237, 0.0),
     "mixed(5)": (_space(
         {"parameterId": "optimizer",
          "categoricalValueSpec": {"values": ["adam", "sgd", "rmsprop"]}},
@@ -103,7 +115,7 @@ PROBLEMS = {
          "discreteValueSpec": {"values": [16, 32, 64, 128, 256, 512]}},
         {"parameterId": "units", "scaleType": "UNIT_LOG_SCALE",
          "integerValueSpec": {"minValue": 16, "maxValue": 1024}},
-        _double("dropout", 0.0, 0.7)), mixed, None),
+        _double("dropout", 0.0, 0.7)), mixed, None, 0.0),
     "conditional(2+1|1)": (_space(
         {"parameterId": "optimizer", "categoricalValueSpec": {"values": ["adam", "sgd"]},
          "conditionalParameterSpecs": [
@@ -111,90 +123,261 @@ PROBLEMS = {
               "parameterSpec": _double("momentum", 0.0, 0.99)},
              {"parentCategoricalValues": {"values": ["adam"]},
               "parameterSpec": _double("epsilon", 1e-10, 1e-2, "UNIT_LOG_SCALE")}]},
-        _double("learning_rate", 1e-5, 1.0, "UNIT_LOG_SCALE")), conditional, 0.02),
+        _double("learning_rate", 1e-5, 1.0, "UNIT_LOG_SCALE")), conditional, 0.02, 0.0),
+    "hartmann6-noisy": (HARTMANN6, hartmann6, -3.32237, 0.1),
 }
+QUICK_PROBLEMS = ["branin(2)", "mixed(5)"]
 
 
 def _optimum(parameters, objective, samples=200_000) -> float:
-    """Dense random search plus local polish: the reference optimum when none is known."""
+    """Dense random search: the reference optimum when none is known."""
     space = search.Space(parameters)
     rng = np.random.RandomState(0)
     best = math.inf
     for _ in range(samples):
-        internal = space.complete({}, rng)
-        values = {n.parameter.id: n.to_value(internal[n.name]) for n in space.nodes
-                  if n.name in internal}
+        values = _values(space, space.complete({}, rng))
         best = min(best, objective(values))
     return best
 
 
-def _samplers(space, seed):
-    return {
-        "random": optuna.samplers.RandomSampler(seed=seed),
-        "tpe": optuna.samplers.TPESampler(seed=seed),
-        "tpe-mv5": optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                              n_startup_trials=5),
-        "gp": search.GPSampler(space, seed=seed),
-    }
+def _values(space, internal: dict) -> dict:
+    return {n.parameter.id: n.to_value(internal[n.name]) for n in space.nodes
+            if n.name in internal}
 
 
-def run_one(parameters, objective, sampler, trials, parallel, noise, seed):
-    """Best true loss after `trials` trials, and the mean seconds per suggestion."""
+class OldGPSampler(search.RandomTreeSampler):
+    """The default search before issue 10 (commit c23fb20), kept as the baseline: a GP
+    (scikit-learn, Matern 5/2, ARD) on unit-scaled features, expected improvement.
+
+    The first `n_startup_trials` suggestions are random. Trials still running count as
+    observed at the GP's own prediction (a "kriging believer"), which collapses the
+    uncertainty around them so parallel suggestions spread out. Conditional parameters that
+    are inactive in a trial get a constant feature outside the unit box. The acquisition is
+    maximised over random points of the tree plus perturbations of the best trials.
+    """
+
+    def __init__(self, space: search.Space, *, seed: int | None = None, n_startup_trials: int = 5,
+                 n_candidates: int = 1000):
+        super().__init__(space, seed=seed)
+        self._n_startup = n_startup_trials
+        self._n_candidates = n_candidates
+
+    def sample_relative(self, study, trial, search_space):
+        rng = search._trial_rng(self._seed, trial.number)
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value)]
+        if len(done) < self._n_startup:
+            return self._space.complete({}, rng)
+        pending = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.number != trial.number and t.params]
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        x = np.array([self._space.features(t.params) for t in done])
+        y = np.array([sign * t.value for t in done])
+        try:
+            gp = _fit(x, y, self._seed)
+            incumbent = float(np.max(y))
+            if pending:  # believed at the GP's mean: no improvement expected where they run
+                xp = np.array([self._space.features(t.params) for t in pending])
+                believed = gp.predict(xp)
+                gp = _fit(np.vstack([x, xp]), np.concatenate([y, believed]), self._seed,
+                          kernel=gp.kernel_)
+                incumbent = max(incumbent, float(np.max(believed)))
+        except np.linalg.LinAlgError:
+            return self._space.complete({}, rng)
+        best = [t.params for t in sorted(done, key=lambda t: -sign * t.value)[:5]]
+        return self._maximise(gp, incumbent, best, rng)
+
+    def _maximise(self, gp, incumbent: float, best: list[dict], rng) -> dict:
+        candidates = [self._space.complete({}, rng) for _ in range(self._n_candidates)]
+        for params in best:
+            candidates += [self._perturb(params, 0.15, rng)
+                           for _ in range(self._n_candidates // 10)]
+        chosen, score = self._best_of(gp, candidates, incumbent)
+        for scale in (0.05, 0.02):  # refine around the winner
+            local, local_score = self._best_of(
+                gp, [self._perturb(chosen, scale, rng) for _ in range(200)], incumbent)
+            if local_score > score:
+                chosen, score = local, local_score
+        return chosen
+
+    def _best_of(self, gp, candidates: list[dict], incumbent: float) -> tuple[dict, float]:
+        x = np.array([self._space.features(c) for c in candidates])
+        scores = _expected_improvement(gp, x, incumbent)
+        i = int(np.argmax(scores))
+        return candidates[i], float(scores[i])
+
+    def _perturb(self, params: dict, scale: float, rng) -> dict:
+        """A nearby point: numeric values moved along their scale, now and then a category."""
+        moved = {}
+        for name, value in params.items():
+            node = self._space.by_name[name]
+            if isinstance(node.distribution, optuna.distributions.CategoricalDistribution):
+                if rng.rand() >= 1.0 / len(params):
+                    moved[name] = value  # else dropped: `complete` draws it again
+            else:
+                moved[name] = node.from_unit(node.unit(value) + rng.normal(0, scale))
+        return self._space.complete(moved, rng)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, seed, kernel=None):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    if kernel is None:
+        kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+                  * Matern(np.full(x.shape[1], 0.5), (1e-2, 1e2), nu=2.5)
+                  + WhiteKernel(1e-3, (1e-6, 1e-1)))
+        optimizer, restarts = "fmin_l_bfgs_b", 2
+    else:
+        optimizer, restarts = None, 0  # refit on pending points with the learned kernel
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=optimizer,
+                                  n_restarts_optimizer=restarts, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(x, y)
+    return gp
+
+
+def _expected_improvement(gp, x: np.ndarray, incumbent: float) -> np.ndarray:
+    from scipy.special import ndtr
+
+    mean, std = gp.predict(x, return_std=True)
+    std = np.maximum(std, 1e-12)
+    z = (mean - incumbent) / std
+    return (mean - incumbent) * ndtr(z) + std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+SAMPLERS = {
+    "random": lambda space, seed: search.RandomTreeSampler(space, seed=seed),
+    "gp-old": lambda space, seed: OldGPSampler(space, seed=seed),
+    "gp": lambda space, seed: search.GPSampler(space, seed=seed),
+    "tpe": lambda space, seed: optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                                          group=True),
+}
+
+
+def run_study(task) -> dict:
+    """One study: the best true loss after each count of trials, and seconds per suggestion."""
+    name, sampler_name, parallel, trials, counts, seed = task
+    parameters, objective, _, noise = PROBLEMS[name]
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore")
     space = search.Space(parameters)
-    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study = optuna.create_study(direction="minimize",
+                                sampler=SAMPLERS[sampler_name](space, seed))
     rng = np.random.RandomState(seed + 1000)
-    in_flight, best, spent, asked = [], math.inf, 0.0, 0
-    while asked < trials or in_flight:
-        while asked < trials and len(in_flight) < parallel:
+    in_flight, told, spent = [], 0, 0.0
+    while told < trials:
+        while told + len(in_flight) < trials and len(in_flight) < parallel:
             t0 = time.perf_counter()
             trial = study.ask()
             values = space.suggest(trial)
             spent += time.perf_counter() - t0
-            asked += 1
             in_flight.append((trial, values))
-        trial, values = in_flight.pop(0)
-        loss = objective(values)
-        best = min(best, loss)
-        study.tell(trial, loss + (rng.normal(0, noise) if noise else 0.0))
-    return best, spent / trials
+        trial, values = in_flight.pop(0)  # the oldest finishes first
+        study.tell(trial, objective(values) + (rng.normal(0, noise) if noise else 0.0))
+        told += 1
+    # "after n trials": the first n suggested (trial numbers), as the tuner's results count them
+    by_number = [objective(_values(space, t.params)) for t in study.trials]
+    return {"task": task, "best_after": {n: min(by_number[:n]) for n in counts},
+            "s_per_suggestion": spent / trials}
+
+
+def suggestion_time(name: str, trials: int = 100, pending: int = 3, repeats: int = 3) -> float:
+    """Median seconds of one default suggestion in a study of `trials` trials (random values
+    told) with `pending` more running: what a suggestion costs late in a long study."""
+    parameters, objective, _, _ = PROBLEMS[name]
+    space = search.Space(parameters)
+    rng = np.random.RandomState(0)
+    study = optuna.create_study(direction="minimize", sampler=search.GPSampler(space, seed=0))
+    for _ in range(trials):
+        internal = space.complete({}, rng)
+        study.enqueue_trial(internal)
+        trial = study.ask()
+        study.tell(trial, objective(space.suggest(trial)))
+    for _ in range(pending):
+        study.enqueue_trial(space.complete({}, rng))
+        space.suggest(study.ask())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        trial = study.ask()
+        space.suggest(trial)
+        times.append(time.perf_counter() - t0)
+        study.tell(trial, state=TrialState.FAIL)
+    return statistics.median(times)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--trials", type=int, default=20)
+    parser = B.parser(__doc__)
+    parser.add_argument("--studies", type=int, default=15, help="studies (seeds) per cell")
+    parser.add_argument("--trials", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--noise", type=float, default=0.0,
-                        help="std of Gaussian noise added to what the sampler observes")
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
-    parser.add_argument("--samplers", nargs="+", default=["random", "tpe", "tpe-mv5", "gp"])
+    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
+    parser.add_argument("--samplers", nargs="+", choices=list(SAMPLERS),
+                        default=["random", "gp-old", "gp"])
+    parser.add_argument("--short", nargs="*", default=["gp-old"],
+                        help="samplers measured at the smallest trial count only (they are slow)")
+    parser.add_argument("--jobs", type=int, default=2, help="studies run at once (processes)")
     args = parser.parse_args()
+    if args.quick:
+        args.studies, args.problems, args.trials = 3, QUICK_PROBLEMS, [20]
+    record = B.Record("sampler_bench", args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore")
-    print(f"simple regret after {args.trials} trials, {args.seeds} seeds, noise {args.noise}")
-    print(f"{'problem':<20} {'P':>2} {'sampler':<8} {'median':>9} {'mean':>9} "
-          f"{'median/random':>14} {'s/suggest':>10}")
+    optima = {name: PROBLEMS[name][2] if PROBLEMS[name][2] is not None
+              else _optimum(*PROBLEMS[name][:2]) for name in args.problems}
+    tasks = []
     for name in args.problems:
-        parameters, objective, optimum = PROBLEMS[name]
-        if optimum is None:
-            optimum = _optimum(parameters, objective)
         for parallel in args.parallel:
-            results = {}
             for sampler_name in args.samplers:
-                regrets, times = [], []
-                for seed in range(args.seeds):
-                    sampler = _samplers(search.Space(parameters), seed)[sampler_name]
-                    best, per = run_one(parameters, objective, sampler, args.trials, parallel,
-                                        args.noise, seed)
-                    regrets.append(max(best - optimum, 0.0))
-                    times.append(per)
-                results[sampler_name] = (statistics.median(regrets), statistics.mean(regrets),
-                                         statistics.mean(times))
-            baseline = results.get("random", (None,))[0]
-            for sampler_name, (median, mean, per) in results.items():
-                ratio = f"{median / baseline:.3f}" if baseline else "-"
-                print(f"{name:<20} {parallel:>2} {sampler_name:<8} {median:>9.4f} {mean:>9.4f} "
-                      f"{ratio:>14} {per:>10.3f}", flush=True)
+                counts = [min(args.trials)] if sampler_name in args.short else args.trials
+                tasks += [(name, sampler_name, parallel, max(counts), counts, seed)
+                          for seed in range(args.studies)]
+    with multiprocessing.Pool(args.jobs) as pool:
+        results = pool.map(run_study, tasks, chunksize=1)
+
+    cells, rows = [], []
+    for name in args.problems:
+        for count in args.trials:
+            for parallel in args.parallel:
+                def regrets(sampler_name):
+                    return [max(r["best_after"][count] - optima[name], 0.0) for r in results
+                            if r["task"][:3] == (name, sampler_name, parallel)
+                            and count in r["best_after"]]
+                medians = {s: B.median(regrets(s)) for s in args.samplers}
+                for s in args.samplers:
+                    if medians[s] is None:
+                        continue
+                    times = [r["s_per_suggestion"] for r in results
+                             if r["task"][:3] == (name, s, parallel)]
+                    cell = {"problem": name, "trials": count, "parallel": parallel, "sampler": s,
+                            "median_regret": medians[s], "regrets": regrets(s),
+                            "random_over_this": B.ratio(medians.get("random"), medians[s]),
+                            "gp_old_over_this": B.ratio(medians.get("gp-old"), medians[s]),
+                            "s_per_suggestion": statistics.mean(times)}
+                    cells.append(cell)
+                    rows.append([name, count, parallel, s, medians[s], cell["random_over_this"],
+                                 cell["gp_old_over_this"], cell["s_per_suggestion"]])
+    B.table(["problem", "trials", "P", "sampler", "median regret", "random/this",
+             "gp-old/this", "s/suggest"], rows,
+            title=f"simple regret, median of {args.studies} studies (x/this > 1: this is better)")
+    pending_rows = []
+    for cell in cells:
+        if cell["parallel"] != 1:
+            sequential = next(c for c in cells if c["parallel"] == 1 and all(
+                c[k] == cell[k] for k in ("problem", "trials", "sampler")))
+            cell["over_sequential"] = B.ratio(cell["median_regret"], sequential["median_regret"])
+            pending_rows.append([cell["problem"], cell["trials"], cell["parallel"],
+                                 cell["sampler"], cell["over_sequential"]])
+    B.table(["problem", "trials", "P", "sampler", "regret / sequential"], pending_rows,
+            title="pending trials: median regret against the same sampler's sequential one")
+    timing = {name: suggestion_time(name) for name in ("hartmann6", "mixed(5)")}
+    B.table(["problem", "s per default suggestion at 100 trials + 3 pending"],
+            [[k, v] for k, v in timing.items()])
+    record.figures = {"studies": args.studies, "optima": optima, "cells": cells,
+                      "suggestion_s_at_100_trials": timing}
+    record.write()
 
 
 if __name__ == "__main__":

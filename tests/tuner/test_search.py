@@ -1,12 +1,14 @@
 """Suggestions: the grid, scales, conditionals, pending trials, and resumable randomness."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import optuna
 import pytest
 import yaml
 
-from tests.tuner.support import config
+from tests.tuner.support import ROOT, TIMEOUT_S, config, tuner_env
 from tuner import search
 from tuner import spec as S
 
@@ -165,3 +167,99 @@ def test_discrete_units_follow_the_scale(values, scale):
     if scale:
         assert units[1] == pytest.approx(0.1)  # log2(2)/log2(1024)
     assert [node.from_unit(u) for u in units] == list(range(len(values)))
+
+
+DOMAINS = yaml.safe_load("""
+- parameterId: beta
+  doubleValueSpec: {minValue: 0.5, maxValue: 0.999}
+  scaleType: UNIT_REVERSE_LOG_SCALE
+- parameterId: units
+  integerValueSpec: {minValue: 8, maxValue: 300}
+  scaleType: UNIT_LOG_SCALE
+- parameterId: batch
+  discreteValueSpec: {values: [16, 48, 512]}
+  scaleType: UNIT_LOG_SCALE
+- parameterId: optimizer
+  categoricalValueSpec: {values: [adam, sgd]}
+  conditionalParameterSpecs:
+  - parentCategoricalValues: {values: [sgd]}
+    parameterSpec:
+      parameterId: layers
+      integerValueSpec: {minValue: 1, maxValue: 3}
+      conditionalParameterSpecs:
+      - parentIntValues: {values: [3]}
+        parameterSpec:
+          parameterId: lr
+          doubleValueSpec: {minValue: 1.0e-4, maxValue: 1.0e-1}
+          scaleType: UNIT_LOG_SCALE
+""")
+
+
+def test_every_suggestion_is_inside_the_domain():
+    """Polished by L-BFGS on a continuum, then rounded: what the trial receives must still be
+    one of its parameter's values, on every branch of the tree, with trials pending too."""
+    job = _job(DOMAINS)
+    space = search.Space(job.parameters)
+
+    def objective(v):  # best near the ends of the ranges, where clipping matters
+        return (v["beta"] + math.log(v["units"]) + (v["batch"] == 512)
+                + v.get("layers", 0) + v.get("lr", 0) * 10)
+
+    values = _ask(space, search.GPSampler(space, seed=2), 16, objective=objective, pending=3)
+    for v in values:
+        assert 0.5 <= v["beta"] <= 0.999
+        assert isinstance(v["units"], int) and 8 <= v["units"] <= 300
+        assert v["batch"] in (16, 48, 512)
+        assert ("layers" in v) == (v["optimizer"] == "sgd")
+        if "layers" in v:
+            assert isinstance(v["layers"], int) and 1 <= v["layers"] <= 3
+        assert ("lr" in v) == (v.get("layers") == 3)
+        if "lr" in v:
+            assert 1e-4 <= v["lr"] <= 1e-1
+    assert len({tuple(sorted(v.items())) for v in values}) == len(values)
+
+
+def test_pending_trials_on_a_small_grid_get_points_of_their_own():
+    """25 integer points, 6 done and 4 running: each new suggestion is a point no trial has,
+    though rounding maps many continuous optima onto the same integers."""
+    parameters = [{"parameterId": n, "integerValueSpec": {"minValue": 1, "maxValue": 5}}
+                  for n in ("a", "b")]
+    space = search.Space(_job(parameters).parameters)
+    values = _ask(space, search.GPSampler(space, seed=4), 10, pending=4,
+                  objective=lambda v: -(v["a"] - 3) ** 2 - (v["b"] - 2) ** 2)
+    assert len({(v["a"], v["b"]) for v in values}) == 10, values
+
+
+def test_the_gp_finds_the_optimum_where_random_search_does_not():
+    """A log-scaled float and an integer, 12 trials (5 of them start-up), 3 seeds: the GP
+    gets close to the optimum in every study, random search in none."""
+    parameters = yaml.safe_load("""
+    - {parameterId: lr, doubleValueSpec: {minValue: 1.0e-5, maxValue: 1.0}, scaleType: UNIT_LOG_SCALE}
+    - {parameterId: units, integerValueSpec: {minValue: 1, maxValue: 100}}
+    """)
+    space = search.Space(_job(parameters).parameters)
+
+    def regret(v):
+        return (math.log10(v["lr"]) + 2.2) ** 2 + ((v["units"] - 70) / 30) ** 2
+
+    def found(sampler):
+        values = _ask(space, sampler, 12, direction="minimize", objective=regret)
+        return min(regret(v) for v in values) < 0.05
+
+    assert all(found(search.GPSampler(space, seed=seed)) for seed in range(3))
+    assert not any(found(search.RandomTreeSampler(space, seed=seed)) for seed in range(3))
+
+
+def test_no_scipy_or_sklearn_before_the_gp_is_needed():
+    """Importing the search and drawing the first (start-up) trial loads neither: they cost
+    ~1 s, before the first trial process could start."""
+    code = ("import sys, optuna\n"
+            "from tests.tuner.test_search import _job, TREE, _ask\n"
+            "from tuner import search, spec\n"
+            "space = search.Space(_job(TREE).parameters)\n"
+            "_ask(space, search.make_sampler(spec.BAYESIAN, space, seed=0), 1)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'sklearn'}))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=tuner_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
