@@ -41,6 +41,13 @@ def _wait_for(condition, process, timeout=RUN_TIMEOUT_S):
         time.sleep(0.05)
 
 
+def _epochs_done(history):
+    try:
+        return len(read_json(history))
+    except (OSError, ValueError):  # not there yet, or being replaced
+        return 0
+
+
 def test_two_trainers_started_together_exactly_one_trains(tmp_path):
     job_dir = tmp_path / "run"
     runs = [_trainer(tmp_path, job_dir, "--epochs=2", log_name=f"{i}.log") for i in range(2)]
@@ -60,7 +67,7 @@ def test_second_trainer_is_refused_during_the_run_and_the_claim_dies_with_kill_9
     history = job_dir / "checkpoints" / "history.json"
     first = _trainer(tmp_path, job_dir, "--epochs=8", "--batch_size=4", log_name="first.log")
     try:
-        _wait_for(history.exists, first)
+        _wait_for(lambda: _epochs_done(history) >= 2, first)  # epoch 1's resume state is surely complete
         second = subprocess.run([sys.executable, "-m", "trainer.task", f"--job_dir={job_dir}", "--epochs=8"],
                                 cwd=tmp_path, env=trainer_env(tmp_path), capture_output=True, text=True,
                                 timeout=REFUSAL_TIMEOUT_S)
