@@ -88,8 +88,6 @@ _define_int("cpu_replicas", 0, "Testing aid: split the CPU into N logical device
 _define_int("startup_timeout", 600,
             "Multi-worker: seconds to wait for every worker to join before failing. Vertex starts replicas "
             "minutes apart, hence the 10-minute default.")
-_define_int("collective_timeout", 600,
-            "Multi-worker: seconds a collective operation may make no progress before the run fails; 0 = no bound.")
 flags.DEFINE_bool("overwrite", False, "Allow a run into a model dir that already holds a finished run's metrics.json.")
 
 HYPERPARAMETERS = (
@@ -133,7 +131,6 @@ class Config:
     steps_per_execution: int
     cpu_replicas: int
     startup_timeout: int
-    collective_timeout: int
     overwrite: bool
     cluster: environment.Cluster
     trial_id: str | None
@@ -187,7 +184,6 @@ def from_flags(values=flags.FLAGS, env=os.environ) -> Config:
         steps_per_execution=values.steps_per_execution,
         cpu_replicas=values.cpu_replicas,
         startup_timeout=values.startup_timeout,
-        collective_timeout=values.collective_timeout,
         overwrite=values.overwrite,
         cluster=cluster,
         trial_id=env.get("CLOUD_ML_TRIAL_ID"),
@@ -239,7 +235,6 @@ def validate(c: Config) -> None:
     _check(c.steps_per_execution >= 1, "steps_per_execution", f"must be at least 1, got {c.steps_per_execution}")
     _check(c.cpu_replicas >= 0, "cpu_replicas", f"must be >= 0 (0 = off), got {c.cpu_replicas}")
     _check(c.startup_timeout >= 1, "startup_timeout", f"must be at least 1 second, got {c.startup_timeout}")
-    _check(c.collective_timeout >= 0, "collective_timeout", f"must be >= 0 (0 = no bound), got {c.collective_timeout}")
     _check(not (c.cpu_replicas > 1 and c.cluster.num_workers > 1), "cpu_replicas",
            "cannot be combined with a multi-worker TF_CONFIG; drop --cpu_replicas")
     if c.dataset != BUILTIN_DATASET:

@@ -97,10 +97,6 @@ def export(model, path: str, image_shape, image_dtype):
     tf.saved_model.save(model, path, signatures={"serving_default": serve})
 
 
-def _first_line(text: str) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-
-
 def run(c: Config) -> Outcome:
     started = time.time()
     strategy = distribution.create(c)  # before any other TF op
@@ -138,9 +134,8 @@ def run(c: Config) -> Outcome:
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
             if not c.cluster.is_multi_worker:
                 raise
-            raise RunError(
-                f"lost contact with another worker of {c.cluster.num_workers} ({_first_line(e.message)}); rerun "
-                "the job to resume from the last completed epoch") from e
+            raise RunError(f"lost contact with {distribution.lost_peer(c.cluster, e.message)}; rerun the job to "
+                           "resume from the last completed epoch") from e
 
     with _own_dir(c.model_dir, chief) as model_dir:
         export(model, model_dir, data.image_shape, data.image_dtype)
