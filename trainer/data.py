@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from trainer.config import BUILTIN_DATASET, Config
-from trainer.errors import RunError
+from trainer.errors import ConfigError, RunError
 
 _STATS_SAMPLE = 10_000  # examples used to compute the input normalisation
 _SEED_STRIDE = 1_000_000  # epochs per seed in the shuffle seeds: seed * stride + epoch
@@ -84,8 +84,9 @@ def _split_names(builder, validation_split: float):
     total = builder.info.splits["train"].num_examples
     num_val = max(1, round(total * validation_split))
     num_train = total - num_val
-    if num_train < 1:
-        raise RunError(f"--validation_split={validation_split} leaves no training examples of {total}")
+    if num_train < 1:  # known only now, from TFDS; nothing is written to the output dirs yet
+        raise ConfigError(f"--validation_split={validation_split} leaves no training example of the {total} in "
+                          "the dataset; try --validation_split=0.2")
     return f"train[:{num_train}]", f"train[{num_train}:]", num_train
 
 
