@@ -120,6 +120,8 @@ def run(c: Config) -> Outcome:
             state = checkpoints.ResumeState(model, read_dir=storage.join(c.checkpoint_dir, RESUME_DIR),
                                             write_dir=storage.join(checkpoint_dir, RESUME_DIR))
         progress = state.restore()
+        if not progress.finished and progress.epochs_done >= c.epochs:  # rerun with a smaller --epochs
+            progress.finished = f"{progress.epochs_done} epochs done, --epochs={c.epochs}"
         reporter = reporting.EpochReporter(c, checkpoint_dir, progress.history)
         if progress.finished:
             log.info("Training ended in an earlier run (%s); exporting its model", progress.finished)

@@ -138,6 +138,16 @@ def test_a_run_ended_by_early_stopping_is_not_trained_further(tmp_path):
     _assert_complete(tmp_path, done)
 
 
+def test_a_rerun_with_fewer_epochs_than_were_done_exports_what_was_trained(tmp_path, uninterrupted):
+    first = _start(tmp_path, *ARGS, f"--job_dir={tmp_path}/run")
+    _stop_when(first, lambda: _state(tmp_path, 3).exists(), "epoch 3 saved")
+
+    second = _rerun(tmp_path, "--epochs=2", "--batch_size=32", "--patience=0")
+    assert _epochs_trained(second.stdout) == []
+    assert "3 epochs done, --epochs=2" in second.stderr
+    _assert_complete(tmp_path, uninterrupted["history"][:3])
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A real 300 KB filesystem (the SavedModel needs about 500 KB); unmounted afterwards."""
