@@ -1,34 +1,38 @@
 """Trial processes: Vertex's trial contract, device slots, reading metrics, stopping a trial.
 
-One process per trial, started from an argv list (never a shell), in its own session so a
-stop reaches everything it started. On Linux a parent-death signal kills the trial when the
-tuner dies, even by kill -9, so a trial never outlives the tuner that would record it and a
-resumed study never has two processes writing one trial's folder. (Processes the trial itself
-forks are not covered: they die with it only if it passes the signal on.)
+One process per trial, started from an argv list (never a shell) under a keeper of its own
+(tuner/keeper.py): the keeper ends the trial's whole process tree when the trial ends, when it
+is stopped and when the tuner dies (even by kill -9), and it keeps the trial's logs capped. Each
+run's keeper is recorded in the study, and before a trial runs again whatever that run left on
+this machine is ended first: two processes never write one trial's folder, whatever the trial
+command forks.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import math
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
+from tuner import keeper
 from tuner.spec import walk_parameters
 
-PR_SET_PDEATHSIG = 1
 THREAD_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # Inherited variables that would contradict the contract: the tuner sets its own or none.
 CONTRACT_PREFIXES = ("AIP_", "CLOUD_ML_")
 CONTRACT_NAMES = ("TF_CONFIG", "CLUSTER_SPEC", "CUDA_VISIBLE_DEVICES")
 METRIC_FILE = os.path.join("hypertune", "output.metrics")
 STDERR_TAIL_LINES = 5
+TAIL_BYTES = 16384
+KEEPER = keeper.__file__
+STOP_GRACE_S = 10.0
+LEFTOVER_WAIT_S = 30.0  # for a keeper still ending its tree when its trial runs again
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,27 +223,57 @@ def select_final(measurements: list[Measurement], maximize: bool, best: bool) ->
 # Processes
 # --------------------------------------------------------------------------------------------
 
-def _load_prctl():
+def _boot_id() -> str | None:
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
         return None
 
 
-_PRCTL = _load_prctl() if sys.platform.startswith("linux") else None
+def run_identity(pid: int) -> dict | None:
+    """What names a run's keeper for later tuners: host, boot, pid (its session id) and start
+    time. None where there is no /proc: leftovers are then not looked for."""
+    stat = keeper.proc_stat(pid)
+    if stat is None:
+        return None
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": stat[3]}
 
 
-def _die_with_parent(parent_pid: int):
-    """Runs in the child between fork and exec: SIGKILL it when the tuner goes away."""
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the tuner died before prctl took effect
-        os._exit(1)
+def end_leftovers(run: dict | None) -> None:
+    """Ends what is left of a trial's run on this machine: the processes of its keeper's session.
+
+    The keeper ends its tree itself; this is for a keeper that was killed, or that is still at
+    work when its trial runs again (its tuner was killed). A live keeper gets LEFTOVER_WAIT_S
+    to finish (the processes that left its session die only by its hand); the others SIGKILL at
+    once. The kernel does not reuse a session id while a member lives, so the members are the
+    run's own, unless a newer process now has the keeper's pid (the session is over then).
+    """
+    if not run or run["host"] != socket.gethostname() or run["boot"] != _boot_id():
+        return
+    session = run["pid"]
+    deadline = time.monotonic() + LEFTOVER_WAIT_S
+    while True:
+        table = keeper.processes()
+        if session in table and table[session][3] != run["start"]:
+            return
+        members = [pid for pid, (state, _, sid, _) in table.items()
+                   if sid == session and state not in ("Z", "X")]
+        overdue = time.monotonic() >= deadline
+        for pid in members:
+            if pid != session or overdue:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if not members or overdue:
+            return
+        time.sleep(keeper.KILL_AGAIN_S)
 
 
 @dataclass
 class TrialProcess:
-    """One run of one trial: its process, its log files, the measurements read so far."""
+    """One run of one trial: its keeper process, its log files, the measurements read so far."""
 
     trial_id: str
     argv: list[str]
@@ -247,43 +281,52 @@ class TrialProcess:
     trial_dir: str
     metric: str
     elapsed_before_s: float = 0.0  # earlier runs of the same trial (resume)
+    grace_s: float = STOP_GRACE_S  # between SIGTERM and SIGKILL
     measurements: list[Measurement] = field(default_factory=list)
     tags_seen: set = field(default_factory=set)
     stop_reason: str | None = None
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen | None = None  # the keeper
+    run: dict | None = None  # run_identity of the keeper
     started_wall: float = 0.0
     started: float = 0.0
     exit_fd: int | None = None  # readable once the process exits (a pidfd, where there are)
-    _kill_at: float | None = None
+    ended: bool = False
     _seen: set = field(default_factory=set)
 
     def __post_init__(self):
         self._seen = {(m.step, m.timestamp) for m in self.measurements}
 
     def start(self, run: int) -> None:
+        """Starts the keeper, which starts the trial on `release()`. Raises OSError if the
+        trial's folder cannot be written or no process can be started."""
         for sub in ("model", "checkpoints", "logs", "hypertune"):
             os.makedirs(os.path.join(self.trial_dir, sub), exist_ok=True)
         self.read()  # what an earlier run reported after its tuner's last look, if anything
-        stdout = open(os.path.join(self.trial_dir, "stdout"), "ab")
-        stderr = open(os.path.join(self.trial_dir, "stderr"), "ab")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        for log in (stdout, stderr):
-            log.write(f"[tuner] {stamp} trial {self.trial_id} run {run}: "
-                      f"{shlex.join(self.argv)}\n".encode())
-            log.flush()
+        for name in ("stdout", "stderr"):
+            with open(os.path.join(self.trial_dir, name), "ab") as log:
+                log.write(f"[tuner] {stamp} trial {self.trial_id} run {run}: "
+                          f"{shlex.join(self.argv)}\n".encode())
         self.started_wall, self.started = time.time(), time.monotonic()
-        try:
+        with open(os.path.join(self.trial_dir, "stderr"), "ab") as stderr:  # the keeper's own
             self.process = subprocess.Popen(
-                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=stdout,
-                stderr=stderr, start_new_session=True,
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()))
-        finally:
-            stdout.close()
-            stderr.close()
+                [sys.executable, "-I", "-S", KEEPER, self.trial_dir, str(self.grace_s),
+                 *self.argv], env=self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=stderr, start_new_session=True)
+        self.run = run_identity(self.process.pid)
         try:
             self.exit_fd = os.pidfd_open(self.process.pid)
         except (AttributeError, OSError):  # not Linux >= 5.3: the loop polls instead
             self.exit_fd = None
+
+    def release(self) -> None:
+        """Lets the keeper start the trial. Call it once `run` is recorded, so that a rerun
+        always knows which run to end first."""
+        try:
+            self.process.stdin.write(b"g")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # the keeper is gone already: poll() says how
+            pass
 
     @property
     def pid(self) -> int:
@@ -311,39 +354,37 @@ class TrialProcess:
         return new
 
     def poll(self) -> int | None:
+        """The keeper's exit code (the trial's) once it has ended, with nothing of it left."""
         code = self.process.poll()
-        if code is not None and self.exit_fd is not None:
-            os.close(self.exit_fd)
-            self.exit_fd = None
-        if code is None and self._kill_at is not None and time.monotonic() >= self._kill_at:
-            self._signal(signal.SIGKILL)
-            self._kill_at = None
+        if code is not None and not self.ended:
+            self.ended = True
+            self.process.stdin.close()
+            if self.exit_fd is not None:
+                os.close(self.exit_fd)
+                self.exit_fd = None
+            end_leftovers(self.run)  # only if the keeper itself was killed
         return code
 
-    def stop(self, reason: str, grace_s: float) -> None:
-        """SIGTERM to the trial's process group now, SIGKILL after `grace_s` if still there."""
+    def stop(self, reason: str) -> None:
+        """SIGTERM to the whole trial now, SIGKILL after the grace if still there."""
         if self.stop_reason is None:
             self.stop_reason = reason
-            self._signal(signal.SIGTERM)
-            self._kill_at = time.monotonic() + grace_s
+            self.process.send_signal(signal.SIGTERM)
 
     def kill_now(self) -> None:
-        self._signal(signal.SIGKILL)
-        self._kill_at = None
-
-    def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
+        """SIGKILL to the whole trial: what the keeper does when the tuner goes away."""
+        self.process.stdin.close()
 
     def stderr_tail(self, lines: int = STDERR_TAIL_LINES) -> list[str]:
-        try:
-            with open(os.path.join(self.trial_dir, "stderr"), "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 16384))
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return []
+        data = b""
+        for name in ("stderr.1", "stderr"):  # the rotated file holds what came just before
+            try:
+                with open(os.path.join(self.trial_dir, name), "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    f.seek(max(0, f.tell() - TAIL_BYTES))
+                    data += f.read()
+            except OSError:
+                pass
+        text = data[-TAIL_BYTES:].decode(errors="replace")
         kept = [l for l in text.splitlines() if l.strip() and not l.startswith("[tuner] ")]
         return kept[-lines:]

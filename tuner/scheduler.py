@@ -1,10 +1,10 @@
 """The study loop: up to P trials in flight, stopping rules, the trial and failure budgets.
 
-One thread, polling: trial processes are started from the main thread only, because Linux
-delivers the parent-death signal when the *thread* that forked a child exits.
+One thread, polling.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import select
@@ -14,12 +14,18 @@ from dataclasses import dataclass
 
 from tuner import spec as S
 from tuner import stopping
-from tuner.runner import Slot, TrialProcess, contract_env, full_env, select_final, trial_argv
+from tuner.runner import (STOP_GRACE_S, Slot, TrialProcess, contract_env, end_leftovers,
+                          full_env, select_final, trial_argv)
 from tuner.study import (ACTIVE, FAILED, INFEASIBLE, STOPPED, SUCCEEDED, Study,
                          TrialRecord)
 
 POLL_S = 0.25
-STOP_GRACE_S = 10.0
+
+
+def _failed_on_a_full_disk(trial_dir: str, stderr_tail: list[str]) -> bool:
+    if stderr_tail and os.strerror(errno.ENOSPC) in stderr_tail[-1]:
+        return True
+    return os.statvfs(trial_dir).f_bavail == 0
 
 
 @dataclass
@@ -64,8 +70,8 @@ class Scheduler:
                     record = self._next_trial()
                     if record is None:
                         exhausted = True
-                    else:
-                        self._launch(record)
+                    elif not self._launch(record):
+                        break  # the failure budget has its say before the next one
                 if exhausted and not self.running:
                     return Outcome("done")
                 self.view.tick(self.study.records)
@@ -82,18 +88,33 @@ class Scheduler:
                 return record
         return self.study.new_trial()
 
-    def _launch(self, record: TrialRecord) -> None:
+    def _launch(self, record: TrialRecord) -> bool:
+        """Starts a trial; False if its process could not be started (it is FAILED then)."""
         slot = next(s for s in self.slots if s.index not in self.running)
         trial_dir = os.path.join(self.output_dir, record.trial_id)
         argv = trial_argv(self.command, record.parameters, self.job.parameters)
         contract = contract_env(record.trial_id, trial_dir, slot, self.job.trial_job.env)
         process = TrialProcess(record.trial_id, argv, full_env(contract, slot), trial_dir,
                                self.job.metric, elapsed_before_s=record.elapsed_s,
-                               measurements=list(record.measurements))
-        self.study.started(record, argv)
-        process.start(record.runs)
-        self.running[slot.index] = (record, process)
+                               grace_s=self.grace_s, measurements=list(record.measurements))
+        end_leftovers(record.keeper)  # of an earlier run whose tuner was killed
+        try:
+            process.start(record.runs + 1)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # not the trial's fault: the study stops with one line, the trial stays ACTIVE
+            why = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror or exc
+            self.study.finish(record, FAILED, None, f"cannot start the trial: {why}",
+                              record.elapsed_s)
+            self.view.finished(record, [])
+            if self.on_change:
+                self.on_change()
+            return False
+        self.running[slot.index] = (record, process)  # from here on, ended with the tuner
+        self.study.started(record, argv, process.run)
+        process.release()
         self.view.started(record, slot)
+        return True
 
     def _observe(self, record: TrialRecord, process: TrialProcess) -> None:
         new = process.read()
@@ -104,7 +125,7 @@ class Scheduler:
         if self.job.stopping and process.stop_reason is None:
             reason = self._stopping_rule(process)
             if reason:
-                process.stop(reason, self.grace_s)
+                process.stop(reason)
                 self.view.stopping(record, reason)
 
     def _stopping_rule(self, process: TrialProcess) -> str | None:
@@ -129,6 +150,9 @@ class Scheduler:
             state, reason = STOPPED, process.stop_reason
         elif code != 0:
             tail = process.stderr_tail()
+            if _failed_on_a_full_disk(process.trial_dir, tail):
+                # not the trial's fault: it stays ACTIVE, and runs again once there is space
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), process.trial_dir)
             how = (f"killed by {signal.Signals(-code).name}" if code < 0
                    else f"exit code {code}")
             state, reason = FAILED, f"{how}: {tail[-1]}" if tail else how
@@ -139,8 +163,9 @@ class Scheduler:
                       + (f" (it reported {', '.join(seen)})" if seen else
                          " (nothing in CLOUD_ML_HP_METRIC_FILE: does it report through "
                          "cloudml-hypertune?)"))
-        elif math.isnan(final):
-            state, reason = INFEASIBLE, f"final {self.job.metric} is NaN"
+        elif not math.isfinite(final):  # nothing to rank: like no value at all
+            state, reason = (INFEASIBLE,
+                             f"final {self.job.metric} is {'NaN' if math.isnan(final) else final}")
         else:
             state, reason = SUCCEEDED, ""
         if state in (FAILED, INFEASIBLE):
@@ -182,7 +207,7 @@ class Scheduler:
     def _end_running(self, reason: str) -> None:
         """Stops every running trial for good: it ends STOPPED with what it measured."""
         for _, process in self.running.values():
-            process.stop(reason, self.grace_s)
+            process.stop(reason)
         self._wait_all()
         for index, (record, process) in list(self.running.items()):
             del self.running[index]
@@ -191,7 +216,7 @@ class Scheduler:
     def _interrupt(self) -> Outcome:
         """Stops the trial processes but leaves their trials ACTIVE: a rerun runs them again."""
         for _, process in self.running.values():
-            process.stop("tuner interrupted", self.grace_s)
+            process.stop("tuner interrupted")
         self._wait_all()
         active = [record for record, _ in self.running.values()]
         for record, process in self.running.values():

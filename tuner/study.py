@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tuner import search
 from tuner import spec as S
+from tuner.journal import JournalFile
 from tuner.runner import Measurement
 
 SUCCEEDED, STOPPED, FAILED, INFEASIBLE, ACTIVE = (
@@ -58,6 +58,7 @@ class TrialRecord:
     command: list[str] = field(default_factory=list)
     owner: str | None = None
     runs: int = 0
+    keeper: dict | None = None  # the latest run's keeper process (runner.run_identity)
 
     @property
     def trial_id(self) -> str:
@@ -70,16 +71,18 @@ def storage_for(output_dir: str, storage: str | None) -> tuple[optuna.storages.B
         return optuna.storages.RDBStorage(storage), storage
     path = os.path.abspath(storage or os.path.join(output_dir, JOURNAL))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return JournalStorage(JournalFileBackend(path)), path
+    return JournalStorage(JournalFile(path)), path
 
 
 def existing_storage(url: str) -> optuna.storages.BaseStorage:
-    """Opens storage that must already hold a study (for `results`)."""
+    """Opens storage that must already hold a study (for `results`, which only reads: Optuna's
+    reader skips a torn last record, and a study a live tuner writes, or a read-only copy of
+    one, must show as it is; the next `run` repairs it)."""
     if "://" in url:
         return optuna.storages.RDBStorage(url)
     if not os.path.exists(url):
         raise FileNotFoundError(url)
-    return JournalStorage(JournalFileBackend(url))
+    return JournalStorage(JournalFile(url))
 
 
 def _process_start(pid: int) -> str | None:
@@ -172,7 +175,7 @@ class Study:
                 measurements=[Measurement(*m) for m in attrs.get("measurements", [])],
                 reason=attrs.get("reason", ""), elapsed_s=attrs.get("elapsed_s", 0.0),
                 command=attrs.get("command", []), owner=attrs.get("owner"),
-                runs=attrs.get("runs", 0)))
+                runs=attrs.get("runs", 0), keeper=attrs.get("keeper")))
         return out
 
     def orphans(self) -> list[TrialRecord]:
@@ -239,12 +242,15 @@ class Study:
         trial.set_user_attr("discarded", True)
         self.optuna.tell(trial, state=TrialState.FAIL)
 
-    def started(self, record: TrialRecord, command: list[str]) -> None:
+    def started(self, record: TrialRecord, command: list[str], keeper: dict | None) -> None:
+        """A run of the trial begins. Its keeper is recorded before the trial starts, so a rerun
+        can end what is left of this run first."""
         trial = self._trial(record.number)
         record.runs += 1
-        record.command = command
+        record.command, record.keeper = command, keeper
         trial.set_user_attr("runs", record.runs)
         trial.set_user_attr("command", command)
+        trial.set_user_attr("keeper", keeper)
 
     def measured(self, record: TrialRecord, measurements: list[Measurement],
                  elapsed_s: float) -> None:

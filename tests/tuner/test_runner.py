@@ -162,14 +162,15 @@ def test_stop_sends_sigterm_then_sigkill_to_the_whole_group(tmp_path):
             "print(child.pid, flush=True); time.sleep(60)")
     env = runner.full_env(runner.contract_env("1", str(tmp_path / "1"), Slot(0)), Slot(0))
     process = runner.TrialProcess("1", [sys.executable, "-c", code], env, str(tmp_path / "1"),
-                                  "score")
+                                  "score", grace_s=0.5)
     process.start(1)
+    process.release()
     stdout = tmp_path / "1" / "stdout"
     deadline = time.monotonic() + 20
     while len(stdout.read_text().splitlines()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     child = int(stdout.read_text().splitlines()[1])
-    process.stop("test", grace_s=0.5)
+    process.stop("test")
     started = time.monotonic()
     while process.poll() is None and time.monotonic() - started < 10:
         time.sleep(0.05)
@@ -197,7 +198,7 @@ def test_a_trial_dies_with_its_tuner(tmp_path):
         "env = runner.full_env(runner.contract_env('1', %r, runner.Slot(0)), runner.Slot(0))\n"
         "p = runner.TrialProcess('1', [sys.executable, '-c', 'import time; time.sleep(60)'],"
         " env, %r, 'score')\n"
-        "p.start(1); print(p.pid, flush=True); time.sleep(60)\n"
+        "p.start(1); p.release(); print(p.pid, flush=True); time.sleep(60)\n"
     ) % (os.getcwd(), str(tmp_path / "1"), str(tmp_path / "1"))
     tuner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     trial = int(tuner.stdout.readline())

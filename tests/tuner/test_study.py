@@ -48,7 +48,8 @@ def test_a_finished_trial_keeps_its_record(tmp_path):
     storage, _ = study_mod.storage_for(str(tmp_path), None)
     study = study_mod.Study(storage, "s", _job())
     record = study.new_trial()
-    study.started(record, ["python", "train.py", "--x=0.5"])
+    run = {"host": "h", "boot": "b", "pid": 123, "start": 456}
+    study.started(record, ["python", "train.py", "--x=0.5"], run)
     study.finish(record, study_mod.INFEASIBLE, None, "final score is NaN", 1.5)
     again = study_mod.Study(study_mod.existing_storage(str(tmp_path / "study.journal")), "s",
                             _job(), create=False)
@@ -56,6 +57,7 @@ def test_a_finished_trial_keeps_its_record(tmp_path):
     assert (kept.state, kept.value, kept.reason, kept.elapsed_s, kept.runs) == (
         study_mod.INFEASIBLE, None, "final score is NaN", 1.5, 1)
     assert kept.command == ["python", "train.py", "--x=0.5"]
+    assert kept.keeper == run  # a rerun ends what is left of this run first
 
 
 def test_a_dead_tuners_trials_are_orphans_and_a_live_ones_are_not(tmp_path):

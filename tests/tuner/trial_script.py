@@ -8,13 +8,19 @@ tests know which trials should win. --mode picks a misbehaviour:
   other   report under another tag than the study's metric
   nan     report NaN as the last value
   slowbad like ok when x < 0.95; from 0.95 on, report a poor value each step, 4x slower
-It also records what it was given (argv, the tuner's variables) in <AIP_MODEL_DIR>/seen.json
-and resumes from <AIP_CHECKPOINT_DIR>/progress.json, like a trainer with checkpoints.
+--child starts a child that ignores SIGTERM and sleeps; --flood=N writes N bytes of numbered
+lines to stdout and to stderr first, ending with "flood done".
+It also records what it was given (argv, the tuner's variables, its pid and start time, its
+child's, whether it was the only run holding the trial folder's lock) in
+<AIP_MODEL_DIR>/runs.jsonl and resumes from <AIP_CHECKPOINT_DIR>/progress.json, like a trainer
+with checkpoints.
 """
 import argparse
+import fcntl
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 
@@ -30,17 +36,47 @@ parser.add_argument("--steps", type=int, default=3)
 parser.add_argument("--sleep", type=float, default=0.1)
 parser.add_argument("--mode", default="ok")
 parser.add_argument("--metric", default="score")
+parser.add_argument("--child", action="store_true")
+parser.add_argument("--flood", type=int, default=0)
 args = parser.parse_args()
+
+
+def start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
 
 model_dir = os.environ["AIP_MODEL_DIR"]
 checkpoint = os.path.join(os.environ["AIP_CHECKPOINT_DIR"], "progress.json")
-seen = {"argv": sys.argv[1:], "pid": os.getpid(),
+lock = open(os.path.join(model_dir, "writer.lock"), "w")  # held until this process (and its
+try:                                                      # children) are gone
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    alone = True
+except BlockingIOError:
+    alone = False
+seen = {"argv": sys.argv[1:], "pid": os.getpid(), "start": start_time(os.getpid()),
+        "alone": alone,
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("AIP_", "CLOUD_ML_", "OMP_", "TF_")) or k in (
                     "CUDA_VISIBLE_DEVICES", "CLUSTER_SPEC")}}
+if args.child:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+         "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    child.stdout.readline()  # it ignores SIGTERM from here on
+    seen["child"] = [child.pid, start_time(child.pid)]
 runs_file = os.path.join(model_dir, "runs.jsonl")
 with open(runs_file, "a") as f:
     f.write(json.dumps(seen) + "\n")
+
+if args.flood:
+    size = len(f"line {0:012d} of a trial that floods its log\n")
+    text = "".join(f"line {offset:012d} of a trial that floods its log\n"
+                   for offset in range(0, args.flood, size)) + "flood done\n"
+    for stream in (sys.stdout, sys.stderr):
+        stream.write(text)
+        stream.flush()
 
 start = 0
 if os.path.exists(checkpoint):
