@@ -4,7 +4,7 @@
     render_vertex.py hptuning IN OUT --display-name NAME --image-uri-cpu URI --image-uri-gpu URI
                      --base-output-dir URI [--machine-type T] [--accelerator-type T]
                      [--accelerator-count N] [--workers N] [--max-trials N] [--parallel-trials N]
-                     [--max-failed-trials N] [--spot] [--arg ARG]...
+                     [--max-failed-trials N] [--algorithm A] [--spot] [--arg ARG]...
 
 The shell scripts have already checked every value's syntax; this file checks what needs the
 YAML (counts against each other, arguments against the tuned parameters) and writes the result.
@@ -104,6 +104,8 @@ def hptuning(args):
         raise InputError(f"maxFailedTrialCount={doc['maxFailedTrialCount']} is more than maxTrialCount={max_trials}")
 
     study = doc.get("studySpec") if isinstance(doc.get("studySpec"), dict) else {}
+    if args.algorithm:  # gcloud's spelling, e.g. grid-search -> GRID_SEARCH
+        study["algorithm"] = args.algorithm.upper().replace("-", "_")
     tuned = {p for p in _parameter_ids(study.get("parameters")) if isinstance(p, str)}
 
     job = doc.setdefault("trialJobSpec", {})
@@ -181,6 +183,7 @@ def main(argv=None):
     p.add_argument("--max-trials", type=int)
     p.add_argument("--parallel-trials", type=int)
     p.add_argument("--max-failed-trials", type=int)
+    p.add_argument("--algorithm")
     p.add_argument("--spot", action="store_true")
     p.add_argument("--arg", action="append", default=[])
 

@@ -28,9 +28,12 @@ Options (flag, else environment variable, else default):
                             VARIANT gpu when the trials have an accelerator, else cpu
   --repo NAME               REPO (default: $DEFAULT_REPO)
   --image-name NAME         IMAGE_NAME (default: $DEFAULT_IMAGE_NAME)
-  --max-trials N            MAX_TRIAL_COUNT (default: the file's maxTrialCount)
-  --parallel-trials N       PARALLEL_TRIAL_COUNT (default: the file's parallelTrialCount)
-  --max-failed-trials N     MAX_FAILED_TRIAL_COUNT (default: the file's maxFailedTrialCount)
+  --max-trial-count N       MAX_TRIAL_COUNT (default: the file's maxTrialCount)
+  --parallel-trial-count N  PARALLEL_TRIAL_COUNT (default: the file's parallelTrialCount)
+  --max-failed-trial-count N
+                            MAX_FAILED_TRIAL_COUNT (default: the file's maxFailedTrialCount)
+  --algorithm A             ALGORITHM: algorithm-unspecified (Bayesian), grid-search or
+                            random-search (default: the file's studySpec.algorithm)
   --machine-type TYPE       MACHINE_TYPE (default: the file's, else $DEFAULT_MACHINE_TYPE;
                             $DEFAULT_GPU_MACHINE_TYPE when --accelerator-type is given)
   --accelerator-type T      ACCELERATOR_TYPE, e.g. NVIDIA_TESLA_T4 (default: the file's)
@@ -44,6 +47,9 @@ Options (flag, else environment variable, else default):
 Environment only:
   PYTHON                    the Python that renders and validates (default: .venv/bin/python,
                             else python3)
+
+The counts and --algorithm are spelt as gcloud and 'python -m tuner run' spell them; the
+older --max-trials, --parallel-trials and --max-failed-trials still work.
 
 Values may hold only letters, digits and _ . , : / = + @ % * ~ -; anything else is refused.
 Exit status: 0 submitted; 1 a step failed; 2 bad input, or a rendered file that
@@ -62,6 +68,7 @@ image_name=${IMAGE_NAME:-$DEFAULT_IMAGE_NAME}
 max_trials=${MAX_TRIAL_COUNT:-}
 parallel_trials=${PARALLEL_TRIAL_COUNT:-}
 max_failed_trials=${MAX_FAILED_TRIAL_COUNT:-}
+algorithm=${ALGORITHM:-}
 machine_type=${MACHINE_TYPE:-}
 accelerator_type=${ACCELERATOR_TYPE:-}
 accelerator_count=${ACCELERATOR_COUNT:-}
@@ -86,9 +93,10 @@ while (($#)); do
         --image-uri) need_value "$@"; image_uri=$2; shift 2 ;;
         --repo) need_value "$@"; repo=$2; shift 2 ;;
         --image-name) need_value "$@"; image_name=$2; shift 2 ;;
-        --max-trials) need_value "$@"; max_trials=$2; shift 2 ;;
-        --parallel-trials) need_value "$@"; parallel_trials=$2; shift 2 ;;
-        --max-failed-trials) need_value "$@"; max_failed_trials=$2; shift 2 ;;
+        --max-trial-count | --max-trials) need_value "$@"; max_trials=$2; shift 2 ;;
+        --parallel-trial-count | --parallel-trials) need_value "$@"; parallel_trials=$2; shift 2 ;;
+        --max-failed-trial-count | --max-failed-trials) need_value "$@"; max_failed_trials=$2; shift 2 ;;
+        --algorithm) need_value "$@"; algorithm=$2; shift 2 ;;
         --machine-type) need_value "$@"; machine_type=$2; shift 2 ;;
         --accelerator-type) need_value "$@"; accelerator_type=$2; shift 2 ;;
         --accelerator-count) need_value "$@"; accelerator_count=$2; shift 2 ;;
@@ -113,9 +121,11 @@ check_bucket "--bucket/BUCKET" "$bucket"
 bucket=${bucket%/}
 [[ -n $display_name ]] || display_name="vertex-tf-trainer-hpt-$(date -u +%Y%m%d-%H%M%S)"
 check_display_name "--display-name/DISPLAY_NAME" "$display_name"
-[[ -z $max_trials ]] || check_count "--max-trials/MAX_TRIAL_COUNT" "$max_trials" 1
-[[ -z $parallel_trials ]] || check_count "--parallel-trials/PARALLEL_TRIAL_COUNT" "$parallel_trials" 1
-[[ -z $max_failed_trials ]] || check_count "--max-failed-trials/MAX_FAILED_TRIAL_COUNT" "$max_failed_trials" 0
+[[ -z $max_trials ]] || check_count "--max-trial-count/MAX_TRIAL_COUNT" "$max_trials" 1
+[[ -z $parallel_trials ]] || check_count "--parallel-trial-count/PARALLEL_TRIAL_COUNT" "$parallel_trials" 1
+[[ -z $max_failed_trials ]] || check_count "--max-failed-trial-count/MAX_FAILED_TRIAL_COUNT" "$max_failed_trials" 0
+[[ -z $algorithm ]] || check_pattern "--algorithm/ALGORITHM" "$algorithm" \
+    '^(algorithm-unspecified|grid-search|random-search)$' "algorithm-unspecified, grid-search or random-search"
 check_accelerator "--accelerator-type/ACCELERATOR_TYPE" "$accelerator_type" "--accelerator-count/ACCELERATOR_COUNT" "$accelerator_count"
 [[ -z $workers ]] || check_count "--workers/WORKER_COUNT" "$workers" 1
 [[ -z $machine_type ]] || check_machine_type "--machine-type/MACHINE_TYPE" "$machine_type"
@@ -153,6 +163,7 @@ render+=("$job_file" "--display-name=$display_name" "--image-uri-cpu=$cpu_image"
 [[ -z $max_trials ]] || render+=("--max-trials=$max_trials")
 [[ -z $parallel_trials ]] || render+=("--parallel-trials=$parallel_trials")
 [[ -z $max_failed_trials ]] || render+=("--max-failed-trials=$max_failed_trials")
+[[ -z $algorithm ]] || render+=("--algorithm=$algorithm")
 [[ -z $machine_type ]] || render+=("--machine-type=$machine_type")
 [[ -z $accelerator_type ]] || render+=("--accelerator-type=$accelerator_type" "--accelerator-count=${accelerator_count:-1}")
 [[ -z $workers ]] || render+=("--workers=$workers")

@@ -113,7 +113,7 @@ def test_python_package_upload_and_job(apis, gcloud_env, tmp_path):
 def test_tuning_job_as_vertex_receives_it(apis, gcloud_env, tmp_path):
     pytest.importorskip("google.cloud.aiplatform_v1", reason="google-cloud-aiplatform is not installed")
     result = run(gcloud_env, "submit_hptuning.sh", f"--config={STUDY}", f"--out-dir={tmp_path / 'out'}",
-                 "--workers=1", "--spot", "--max-trials=6", "--", "--epochs=4")
+                 "--workers=1", "--spot", "--max-trial-count=6", "--", "--epochs=4")
     assert result.returncode == 0, result.stderr
     (body,) = apis.created("hyperparameterTuningJobs")
     job = vertex_spec.parse("HyperparameterTuningJob", body)

@@ -96,10 +96,24 @@ def test_fills_in_image_output_and_name_and_keeps_the_study(submit, standins, jo
 
 
 def test_counts_from_flags_and_environment(submit, standins, job_file):
-    result = submit("--max-trials=40", "--parallel-trials=8", env={"MAX_FAILED_TRIAL_COUNT": "5"})
+    result = submit("--max-trial-count=40", "--parallel-trial-count=8", env={"MAX_FAILED_TRIAL_COUNT": "5"})
     assert result.returncode == 0, result.stderr
     doc = submitted(standins, job_file)
     assert (doc["maxTrialCount"], doc["parallelTrialCount"], doc["maxFailedTrialCount"]) == (40, 8, 5)
+
+
+def test_counts_spelt_as_gcloud_spells_them_or_the_old_way(submit, standins, job_file):
+    """gcloud and `python -m tuner run` say --max-trial-count; the older spelling still works."""
+    result = submit("--max-trials", "30", "--parallel-trials=6", "--max-failed-trial-count=4")
+    assert result.returncode == 0, result.stderr
+    doc = submitted(standins, job_file)
+    assert (doc["maxTrialCount"], doc["parallelTrialCount"], doc["maxFailedTrialCount"]) == (30, 6, 4)
+    standins.log.unlink()
+    result = submit("--max-trial-count", "20", "--max-failed-trials=3", "--algorithm=random-search")
+    assert result.returncode == 0, result.stderr
+    doc = submitted(standins, job_file)
+    assert (doc["maxTrialCount"], doc["maxFailedTrialCount"]) == (20, 3)
+    assert doc["studySpec"]["algorithm"] == "RANDOM_SEARCH"
 
 
 def test_gpu_trials_on_several_machines_on_spot(submit, standins, job_file):
@@ -157,7 +171,7 @@ def test_a_legacy_config_is_refused(submit, standins, tmp_path):
 
 
 def test_more_parallel_than_total_trials_is_refused(submit, standins):
-    line = one_line_error(submit("--parallel-trials=13"))
+    line = one_line_error(submit("--parallel-trial-count=13"))
     assert "parallelTrialCount=13 is more than maxTrialCount=12" in line
     assert standins.costly() == []
 
@@ -177,8 +191,8 @@ def test_help(run_script):
     result = run_script("submit_hptuning.sh", "--help")
     assert result.returncode == 0
     for word in ("--config", "hptuning_config.yaml", "PROJECT_ID", "REGION", "BUCKET", "IMAGE_URI",
-                 "--max-trials", "MAX_TRIAL_COUNT", "--parallel-trials", "PARALLEL_TRIAL_COUNT",
-                 "--max-failed-trials", "MACHINE_TYPE", "ACCELERATOR_TYPE", "ACCELERATOR_COUNT",
+                 "--max-trial-count", "MAX_TRIAL_COUNT", "--parallel-trial-count", "PARALLEL_TRIAL_COUNT",
+                 "--max-failed-trial-count", "--algorithm", "ALGORITHM", "MACHINE_TYPE", "ACCELERATOR_TYPE", "ACCELERATOR_COUNT",
                  "WORKER_COUNT", "SPOT", "--dry-run", "python -m tuner validate", "gcloud's configured project"):
         assert word in result.stdout, word
 
@@ -191,9 +205,12 @@ BAD_INPUT = [
     ("image not a registry path", [], {"IMAGE_URI": "localhost:5000/trainer"}, ["registry path"]),
     ("accelerator count without type", ["--accelerator-count=1"], {}, ["without --accelerator-type"]),
     ("TPU", ["--accelerator-type=TPU_V2"], {}, ["NVIDIA"]),
-    ("zero trials", ["--max-trials=0"], {}, ["--max-trials/MAX_TRIAL_COUNT=0", "at least 1"]),
-    ("zero parallel trials", [], {"PARALLEL_TRIAL_COUNT": "0"}, ["--parallel-trials/PARALLEL_TRIAL_COUNT=0"]),
-    ("negative failed trials", ["--max-failed-trials=-2"], {}, ["--max-failed-trials"]),
+    ("zero trials", ["--max-trial-count=0"], {}, ["--max-trial-count/MAX_TRIAL_COUNT=0", "at least 1"]),
+    ("zero trials, old spelling", ["--max-trials=0"], {}, ["--max-trial-count/MAX_TRIAL_COUNT=0"]),
+    ("zero parallel trials", [], {"PARALLEL_TRIAL_COUNT": "0"}, ["--parallel-trial-count/PARALLEL_TRIAL_COUNT=0"]),
+    ("negative failed trials", ["--max-failed-trial-count=-2"], {}, ["--max-failed-trial-count"]),
+    ("unknown algorithm", ["--algorithm=bayesian"], {}, ["--algorithm/ALGORITHM=bayesian", "grid-search"]),
+    ("grid over a continuous parameter", ["--algorithm=grid-search"], {}, ["refused by python -m tuner validate"]),
     ("zero workers", ["--workers=0"], {}, ["--workers/WORKER_COUNT=0"]),
     ("no such config", ["--config=/nonexistent/study.yaml"], {}, ["no such file"]),
     ("metachar in config path", ["--config=study.yaml;id"], {}, ["';' is not allowed"]),
