@@ -29,6 +29,8 @@ from tuner import spec as S
 from tuner.study import ACTIVE, FAILED, INFEASIBLE, STOPPED, SUCCEEDED, TrialRecord
 
 FIXED_COLUMNS = ("trial_id", "state", "value", "steps", "elapsed_s")
+SUBMIT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "scripts", "submit_hptuning.sh")
 REFRESH_S = 1.0
 
 
@@ -265,8 +267,10 @@ def _curves(plt, rows: list[Row], metric: str):
 # Commands shown to the user
 # --------------------------------------------------------------------------------------------
 
-def gcloud_command(job: S.TuningJob, config_path: str, overrides: dict) -> list[str]:
-    """`gcloud ai hp-tuning-jobs create` for the same study; a legacy file is converted first."""
+def submit_command(job: S.TuningJob, config_path: str, overrides: dict) -> list[str]:
+    """scripts/submit_hptuning.sh for the same study, with its overrides: the config alone
+    would fail on Vertex (its image is a placeholder and it has no baseOutputDirectory), the
+    script fills those in and validates before it submits. A legacy file is converted first."""
     lines = []
     config = config_path
     if job.dialect == "legacy":
@@ -274,16 +278,16 @@ def gcloud_command(job: S.TuningJob, config_path: str, overrides: dict) -> list[
         config = f"{stem}.vertex.yaml"
         lines.append(f"python -m tuner convert {shlex.quote(config_path)} "
                      f"-o {shlex.quote(config)}")
-    name = job.display_name or os.path.splitext(os.path.basename(config_path))[0]
-    flags = ['--region="$REGION"', f"--display-name={shlex.quote(name)}",
-             f"--config={shlex.quote(config)}"]
+    script = os.path.relpath(SUBMIT_SCRIPT)
+    flags = [f"--config={shlex.quote(config)}", '--region="$REGION"', '--bucket="$BUCKET"']
     if overrides.get("maxTrialCount") is not None:
         flags.append(f"--max-trial-count={overrides['maxTrialCount']}")
     if overrides.get("parallelTrialCount") is not None:
         flags.append(f"--parallel-trial-count={overrides['parallelTrialCount']}")
     if overrides.get("algorithm"):
         flags.append(f"--algorithm={overrides['algorithm'].lower().replace('_', '-')}")
-    lines.append("gcloud ai hp-tuning-jobs create " + " ".join(flags))
+    lines.append(" ".join([shlex.quote(SUBMIT_SCRIPT if script.startswith("..") else script),
+                           *flags]))
     return lines
 
 
@@ -303,8 +307,9 @@ def summary(job: S.TuningJob, rows: list[Row], *, config_path: str | None = None
     else:
         out.append("no trial succeeded")
     if config_path:
-        out.append("run this study on Vertex AI:")
-        out += [f"  {line}" for line in gcloud_command(job, config_path, overrides or {})]
+        out.append("run this study on Vertex AI (on the image that scripts/build.sh --push "
+                   "made):")
+        out += [f"  {line}" for line in submit_command(job, config_path, overrides or {})]
         if custom_command:
             out.append("  (Vertex runs the config's trialJobSpec, not the command given "
                        "after --)")

@@ -41,4 +41,4 @@ def test_a_study_of_the_real_trainer(tmp_path):
     best = json.loads((out / "best_trial.json").read_text())
     assert best["value"] > 0.8  # digits: a few epochs of any sane setting get there
     assert " -m trainer.task --epochs=8 --model=mlp --learning_rate=" in best["command"]
-    assert "gcloud ai hp-tuning-jobs create" in result.stdout
+    assert "scripts/submit_hptuning.sh --config=" in result.stdout

@@ -96,8 +96,8 @@ def test_a_study_of_a_conditional_space(write_config, tmp_path):
     assert "trial 1 started on cpu slot" in stdout and "trial 1 step 2: score=" in stdout
     assert f"best trial {best['trial_id']}: score=" in stdout
     assert f"  reproduce: {document['command']}" in stdout
-    assert ("gcloud ai hp-tuning-jobs create --region=\"$REGION\" --display-name=tuner-test "
-            f"--config={path}") in stdout
+    assert (f"scripts/submit_hptuning.sh --config={path} --region=\"$REGION\" "
+            "--bucket=\"$BUCKET\"") in stdout
     # `results` shows the same study again and rewrites the files from the journal
     (out / "trials.csv").unlink()
     again = run_tuner("results", out)
