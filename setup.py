@@ -18,7 +18,8 @@ setup(
     name="vertex-tf-trainer",
     version=VERSION,
     description="Train and tune TensorFlow models on Vertex AI, and run the same tuning job locally.",
-    python_requires=">=3.11",
+    # The Pythons the pins have wheels for (tests/scripts/test_python_floor.py checks both ends).
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["trainer", "trainer.*", "tuner", "tuner.*"]),
     package_data={"trainer.datasets": ["*.npz"]},
     install_requires=_requirements("requirements.txt"),
