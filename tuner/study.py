@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import optuna
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
 from optuna.storages import JournalStorage
 from optuna.trial import TrialState
 
@@ -129,6 +131,7 @@ class Study:
             self.optuna.set_user_attr("search_space", wanted)
         elif recorded is not None and recorded != wanted:
             raise StudyMismatch(_difference(recorded, wanted))
+        self.study_id = storage.get_study_id_from_name(name)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._last_beat = 0.0
 
@@ -186,9 +189,12 @@ class Study:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _trial(self, number: int) -> optuna.Trial:
-        frozen = self.optuna.get_trials(deepcopy=False)[number]
-        return optuna.Trial(self.optuna, frozen._trial_id)
+    def _id_of(self, number: int) -> int:
+        """The storage's id of a trial (its number is the study's)."""
+        return self._storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def _set(self, number: int, key: str, value) -> None:
+        self._storage.set_trial_user_attr(self._id_of(number), key, value)
 
     def new_trial(self) -> TrialRecord | None:
         """A new trial within the budget with suggested parameters, or None when done."""
@@ -201,26 +207,26 @@ class Study:
         # fit), another tuner must not take it for an orphan
         template = optuna.trial.create_trial(state=TrialState.RUNNING,
                                              user_attrs={"owner": self.token})
-        trial = optuna.Trial(self.optuna, self._storage.create_new_trial(
-            self._storage.get_study_id_from_name(self.name), template_trial=template))
-        earlier = sum(1 for r in self.records() if r.number < trial.number)  # others' too
+        number = self._storage.get_trial_number_from_id(
+            self._storage.create_new_trial(self.study_id, template_trial=template))
+        earlier = sum(1 for r in self.records() if r.number < number)  # others' too
         if earlier >= self.job.max_trial_count or (
                 self.job.algorithm == S.GRID and earlier >= self.space.grid_size()):
-            self._discard(trial)  # another tuner took the last place first
+            self._discard(number)  # another tuner took the last place first
             return None
-        return self._claim(trial)
+        return self._claim(number)
 
     def adopt(self, record: TrialRecord) -> TrialRecord | None:
         """Takes over an orphan (None if another live tuner took it at the same moment);
         finishes its suggestion if its tuner died before that."""
-        trial = self._trial(record.number)
-        trial.set_user_attr("owner", self.token)
+        self._set(record.number, "owner", self.token)
         if self._others_alive():  # the last owner written wins; let a rival's write land
             time.sleep(ADOPT_SETTLE_S)
-            if self._trial(record.number).user_attrs.get("owner") != self.token:
+            owner = self._storage.get_trial_user_attrs(self._id_of(record.number)).get("owner")
+            if owner != self.token:
                 return None
         if not record.parameters:
-            return self._claim(trial)
+            return self._claim(record.number)
         record.owner = self.token
         return record
 
@@ -229,51 +235,82 @@ class Study:
         return any(self._owner_alive(key[len("tuner:"):], attrs) for key in attrs
                    if key.startswith("tuner:") and key != f"tuner:{self.token}")
 
-    def _claim(self, trial: optuna.Trial) -> TrialRecord:
+    def _claim(self, number: int) -> TrialRecord:
         if isinstance(self.sampler, search.GridPointSampler):
-            self.sampler.index = sum(1 for r in self.records() if r.number < trial.number)
-        trial.set_user_attr("owner", self.token)  # (again, for an adopted orphan)
-        parameters = self.space.suggest(trial)
-        trial.set_user_attr("parameters", parameters)
-        return TrialRecord(number=trial.number, state=ACTIVE, parameters=parameters,
+            self.sampler.index = sum(1 for r in self.records() if r.number < number)
+        self._set(number, "owner", self.token)  # (again, for an adopted orphan)
+        parameters = self.space.suggest(_Suggestions(self.optuna, self._storage,
+                                                     self._id_of(number)))
+        self._set(number, "parameters", parameters)
+        return TrialRecord(number=number, state=ACTIVE, parameters=parameters,
                            owner=self.token)
 
-    def _discard(self, trial: optuna.Trial) -> None:
-        trial.set_user_attr("discarded", True)
-        self.optuna.tell(trial, state=TrialState.FAIL)
+    def _discard(self, number: int) -> None:
+        self._set(number, "discarded", True)
+        self.optuna.tell(number, state=TrialState.FAIL)
 
     def started(self, record: TrialRecord, command: list[str], keeper: dict | None) -> None:
         """A run of the trial begins. Its keeper is recorded before the trial starts, so a rerun
         can end what is left of this run first."""
-        trial = self._trial(record.number)
         record.runs += 1
         record.command, record.keeper = command, keeper
-        trial.set_user_attr("runs", record.runs)
-        trial.set_user_attr("command", command)
-        trial.set_user_attr("keeper", keeper)
+        self._set(record.number, "runs", record.runs)
+        self._set(record.number, "command", command)
+        self._set(record.number, "keeper", keeper)
 
     def measured(self, record: TrialRecord, measurements: list[Measurement],
                  elapsed_s: float) -> None:
         record.measurements, record.elapsed_s = measurements, elapsed_s
-        trial = self._trial(record.number)
-        trial.set_user_attr("measurements", [[m.step, m.elapsed_s, m.value, m.timestamp]
-                                             for m in measurements])
-        trial.set_user_attr("elapsed_s", round(elapsed_s, 3))
+        self._set(record.number, "measurements", [[m.step, m.elapsed_s, m.value, m.timestamp]
+                                                  for m in measurements])
+        self._set(record.number, "elapsed_s", round(elapsed_s, 3))
 
     def finish(self, record: TrialRecord, state: str, value: float | None, reason: str,
                elapsed_s: float) -> None:
-        trial = self._trial(record.number)
         record.state, record.value, record.reason = state, value, reason
         record.elapsed_s = elapsed_s
-        if trial.study.get_trials(deepcopy=False)[record.number].state.is_finished():
+        if self._storage.get_trial(self._id_of(record.number)).state.is_finished():
             return  # a rival tuner that adopted the same orphan recorded it first
-        trial.set_user_attr("state", state)
-        trial.set_user_attr("reason", reason)
-        trial.set_user_attr("elapsed_s", round(elapsed_s, 3))
+        self._set(record.number, "state", state)
+        self._set(record.number, "reason", reason)
+        self._set(record.number, "elapsed_s", round(elapsed_s, 3))
         if value is not None and math.isfinite(value) and state in (SUCCEEDED, STOPPED):
-            self.optuna.tell(trial, value)
+            self.optuna.tell(record.number, value)
         else:  # the sampler learns nothing from it; a stopped trial may have no value yet
-            self.optuna.tell(trial, state=TrialState.FAIL)
+            self.optuna.tell(record.number, state=TrialState.FAIL)
+
+
+class _Suggestions:
+    """The suggest_* calls of `Space.suggest` for a trial that already exists (created with its
+    owner, or an orphan): Optuna's public API gives a suggesting `Trial` only from `ask()`,
+    which creates a trial, without an owner. Values come as Optuna's `Trial` gives them (checked
+    identical for the three algorithms): one the trial already has (its dead tuner began the
+    suggestion), else the sampler's relative sample, else its independent one."""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, trial_id: int):
+        self.study, self.storage, self.trial_id = study, storage, trial_id
+        self.trial = storage.get_trial(trial_id)
+        sampler = study.sampler
+        self.relative = sampler.sample_relative(
+            study, self.trial, sampler.infer_relative_search_space(study, self.trial))
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return self.suggest(name, FloatDistribution(low, high, log=log))
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        return self.suggest(name, IntDistribution(low, high, log=log))
+
+    def suggest_categorical(self, name: str, choices):
+        return self.suggest(name, CategoricalDistribution(choices))
+
+    def suggest(self, name: str, distribution: BaseDistribution):
+        if name in self.trial.params:
+            return self.trial.params[name]
+        value = self.relative[name] if name in self.relative else \
+            self.study.sampler.sample_independent(self.study, self.trial, name, distribution)
+        self.storage.set_trial_param(self.trial_id, name, distribution.to_internal_repr(value),
+                                     distribution)
+        return value
 
 
 def _difference(recorded: dict, wanted: dict) -> str:

@@ -3,7 +3,10 @@ import os
 import subprocess
 import sys
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
 from tests.tuner.support import config
 from tuner import spec as S
@@ -82,6 +85,25 @@ def test_a_dead_tuners_trials_are_orphans_and_a_live_ones_are_not(tmp_path):
     adopted = me.adopt(orphan)
     assert adopted.owner == me.token and adopted.parameters == orphan.parameters
     assert me.orphans() == []
+
+
+def test_an_orphan_whose_tuner_died_suggesting_gets_the_rest_of_its_parameters(tmp_path):
+    storage, _ = study_mod.storage_for(str(tmp_path), None)
+    job = S.parse(config(study={"algorithm": "RANDOM_SEARCH", "parameters": [
+        {"parameterId": "opt", "categoricalValueSpec": {"values": ["adam", "sgd"]}},
+        {"parameterId": "x", "doubleValueSpec": {"minValue": 0.0, "maxValue": 1.0}}]}))
+    me = study_mod.Study(storage, "s", job, seed=0)  # its own suggestion would be opt=sgd
+    # what a tuner leaves that died suggesting: its trial, owned, with its first parameter only
+    dead = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={"owner": "h:1:gone"})
+    trial_id = storage.create_new_trial(storage.get_study_id_from_name("s"), template_trial=dead)
+    opt = CategoricalDistribution(["adam", "sgd"])
+    storage.set_trial_param(trial_id, "opt", opt.to_internal_repr("adam"), opt)
+    (orphan,) = me.orphans()
+    adopted = me.adopt(orphan)
+    assert adopted.trial_id == "1" and adopted.owner == me.token
+    assert adopted.parameters["opt"] == "adam" and 0.0 <= adopted.parameters["x"] <= 1.0
+    assert me.records() == [adopted]
+    assert storage.get_trial(trial_id).params == adopted.parameters
 
 
 def test_a_study_remembers_its_search_space(tmp_path):
