@@ -203,6 +203,28 @@ package_version() {
     printf '%s' "$version"
 }
 
+# The Pythons this package installs on, as "LOW HIGH" (3.LOW up to, not including, 3.HIGH),
+# read from setup.py's python_requires=">=3.LOW,<3.HIGH" as text.
+python_range() {
+    local range
+    range=$(sed -n 's/^ *python_requires=">=3\.\([0-9]*\),<3\.\([0-9]*\)",$/\1 \2/p' "$ROOT/setup.py")
+    [[ $range =~ ^[0-9]+\ [0-9]+$ ]] || fail "cannot read python_requires from setup.py"
+    printf '%s' "$range"
+}
+
+# check_executor_python NAME URI: a prebuilt image names its Python (tf-cpu.2-17.py310); pip
+# there must be able to install this package's pins, or the cloud job fails at install time.
+check_executor_python() {
+    local name=$1 uri=$2 range low high runs="does not name its Python (prebuilt images do: .py310)"
+    range=$(python_range) || exit $?
+    low=${range% *} high=${range#* }
+    if [[ ${uri##*/} =~ \.(py|cp)3([0-9]+)(:|@|$) ]]; then
+        runs="runs Python 3.$((10#${BASH_REMATCH[2]}))"
+        ((10#${BASH_REMATCH[2]} < low || 10#${BASH_REMATCH[2]} >= high)) || return 0
+    fi
+    usage_error "$name=$uri $runs, and this package's pins install on Python 3.$low to 3.$((high - 1)) only; no prebuilt Vertex AI training image has such a Python yet, so drop --python-package and submit the trainer image (scripts/build.sh cpu|gpu --push)"
+}
+
 # resolve_project FLAG_VALUE: the flag, else $PROJECT_ID, else gcloud's configured project.
 resolve_project() {
     local project=${1:-${PROJECT_ID:-}}

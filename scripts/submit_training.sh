@@ -42,9 +42,10 @@ Options (flag, else environment variable, else default):
   --python-package        PYTHON_PACKAGE=1: build an sdist, copy it to BUCKET/DISPLAY_NAME/package/,
                           run it on --executor-image-uri instead of the trainer image
   --executor-image-uri U  EXECUTOR_IMAGE_URI, a prebuilt Vertex AI training image (required
-                          with --python-package), e.g.
-                          us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest; its
-                          pip installs this package's pins (tensorflow 2.21) over the image's own
+                          with --python-package) whose name gives a Python that this package's
+                          pins install on (python_requires in setup.py). No listed prebuilt
+                          image has one: they run Python 3.10 (e.g. tf-cpu.2-17.py310), so
+                          this route is refused until one does; use the trainer image
   --out-dir DIR           where the rendered files go (default: build/vertex/DISPLAY_NAME)
   --dry-run               write the files (YAML; the sdist with --python-package), print
                           the gcloud commands, run none
@@ -126,6 +127,7 @@ if ((python_package)); then
     check_required "executor-image-uri" "$executor_image_uri" \
         "--python-package runs on a prebuilt image: pass --executor-image-uri or set EXECUTOR_IMAGE_URI"
     check_image_uri "--executor-image-uri/EXECUTOR_IMAGE_URI" "$executor_image_uri"
+    check_executor_python "--executor-image-uri/EXECUTOR_IMAGE_URI" "$executor_image_uri"
     [[ -z $image_uri ]] || usage_error "--image-uri and --python-package exclude each other: the package runs on --executor-image-uri"
 elif [[ -n $image_uri ]]; then
     check_image_uri "--image-uri/IMAGE_URI" "$image_uri"

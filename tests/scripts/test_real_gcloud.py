@@ -95,7 +95,7 @@ def test_custom_job_as_vertex_receives_it(apis, gcloud_env, tmp_path):
 
 def test_python_package_upload_and_job(apis, gcloud_env, tmp_path):
     pytest.importorskip("google.cloud.aiplatform_v1", reason="google-cloud-aiplatform is not installed")
-    executor = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"
+    executor = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-21.py311:latest"  # one the pins install on
     result = run(gcloud_env, "submit_training.sh", f"--out-dir={tmp_path / 'out'}", "--python-package",
                  f"--executor-image-uri={executor}", "--", "--epochs=2")
     assert result.returncode == 0, result.stderr

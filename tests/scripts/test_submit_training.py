@@ -10,7 +10,8 @@ from tests.scripts import vertex_spec
 from tests.scripts.support import (BUCKET, PROJECT, REGION, default_image, one_line_error,
                                    package_version, printed_commands)
 
-EXECUTOR = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"
+# No prebuilt image runs a Python the pins install on yet; the route is tested on one as named.
+EXECUTOR = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-21.py311:latest"
 
 
 @pytest.fixture
@@ -241,6 +242,15 @@ BAD_INPUT = [
     ("executor not a registry path", ["--python-package", "--executor-image-uri=tf-cpu"], {},
      ["--executor-image-uri", "registry path"]),
     ("python package without an executor", ["--python-package"], {}, ["executor-image-uri is missing", "EXECUTOR_IMAGE_URI"]),
+    ("executor on Python 3.10", ["--python-package",
+                                 "--executor-image-uri=us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"],
+     {}, ["runs Python 3.10", "Python 3.11 to 3.13", "drop --python-package", "scripts/build.sh"]),
+    ("executor on Python 3.14", ["--python-package",
+                                 "--executor-image-uri=us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-22.py314:latest"],
+     {}, ["runs Python 3.14", "Python 3.11 to 3.13"]),
+    ("executor naming no Python", ["--python-package",
+                                   "--executor-image-uri=us-docker.pkg.dev/my-project/repo/custom:latest"],
+     {}, ["does not name its Python", "drop --python-package"]),
     ("accelerator count without type", ["--accelerator-count=2"], {}, ["--accelerator-count/ACCELERATOR_COUNT=2 without --accelerator-type"]),
     ("accelerator count from env without type", [], {"ACCELERATOR_COUNT": "1"}, ["without --accelerator-type"]),
     ("TPU", ["--accelerator-type=TPU_V3"], {}, ["--accelerator-type", "NVIDIA"]),
