@@ -414,7 +414,10 @@ def cmd_results(args, _command) -> int:
 
     if args.source.startswith("gs://"):
         job = _load(args) if args.config else None
-        rows, parameter_ids, metric = results.rows_from_gcs(args.source, job)
+        try:
+            rows, parameter_ids, metric = results.rows_from_gcs(args.source, job)
+        except results.CloudStorageError as exc:
+            raise UsageError(f"{args.source}: {exc}") from None
         if not rows:
             raise UsageError(f"{args.source}: no trial folders (<base>/<trial id>/) found")
         maximize = job is None or job.goal == S.MAXIMIZE

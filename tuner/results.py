@@ -14,6 +14,7 @@ as the trainer writes them, through google-cloud-storage.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -410,6 +411,50 @@ class LiveView:
 # A cloud job's outputs on GCS
 # --------------------------------------------------------------------------------------------
 
+class CloudStorageError(Exception):
+    """Reading a cloud job's outputs failed for a reason the user can fix; the text is one line."""
+
+
+LOGIN = "gcloud auth application-default login"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+@contextlib.contextmanager
+def _explained(bucket_name: str):
+    """google-cloud-storage's failures as one line that says what to do (not a traceback)."""
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    try:
+        yield
+    except auth.DefaultCredentialsError as exc:
+        fix = f"log in with `{LOGIN}`"
+        if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):  # it wins over a login
+            fix = f"point GOOGLE_APPLICATION_CREDENTIALS at a valid key file, or unset it and {fix}"
+        raise CloudStorageError(f"no usable Google Cloud credentials ({_one_line(exc)}): "
+                                f"{fix}") from None
+    except (auth.RefreshError, api.Unauthorized) as exc:
+        raise CloudStorageError(f"the credentials were refused ({_one_line(exc)}): log in again "
+                                f"with `{LOGIN}`") from None
+    except api.Forbidden as exc:
+        raise CloudStorageError(
+            f"permission denied on bucket {bucket_name} ({_one_line(exc.message)}): the account "
+            "needs storage.objects.list and storage.objects.get there (e.g. the role "
+            f"roles/storage.objectViewer), or log in as one that has them with `{LOGIN}`"
+        ) from None
+    except api.NotFound:  # a trial folder without metrics.json is handled where it is read
+        raise CloudStorageError(f"bucket {bucket_name} does not exist: check the name "
+                                "(`gcloud storage ls` lists your buckets)") from None
+    except api.RetryError as exc:
+        raise CloudStorageError(f"cannot reach Cloud Storage ({_one_line(exc)}): check the "
+                                "network") from None
+    except api.GoogleAPICallError as exc:
+        raise CloudStorageError(f"Cloud Storage refused the request: {_one_line(exc)}") from None
+
+
 def rows_from_gcs(uri: str, job: S.TuningJob | None) -> tuple[list[Row], list[str], str]:
     """Rows from `<uri>/<trial id>/model/metrics.json`, the parameter columns, the metric.
 
@@ -417,11 +462,18 @@ def rows_from_gcs(uri: str, job: S.TuningJob | None) -> tuple[list[Row], list[st
     whose values differ between trials. A trial folder without metrics.json is INFEASIBLE:
     from the files alone, running, failed and stopped trials look the same.
     """
+    bucket_name, _, base = uri[len("gs://"):].partition("/")
+    if not bucket_name:
+        raise CloudStorageError("no bucket named: give gs://BUCKET/BASE, the job's "
+                                "baseOutputDirectory")
+    with _explained(bucket_name):
+        return _rows_from_gcs(bucket_name, base.strip("/"), job)
+
+
+def _rows_from_gcs(bucket_name: str, base: str, job: S.TuningJob | None):
     from google.api_core.exceptions import NotFound
     from google.cloud import storage
 
-    bucket_name, _, base = uri[len("gs://"):].partition("/")
-    base = base.strip("/")
     prefix = f"{base}/" if base else ""
     client = storage.Client()
     blobs = client.list_blobs(bucket_name, prefix=prefix, delimiter="/")
