@@ -1,6 +1,7 @@
 """Renders the YAML files that scripts/submit_*.sh hand to gcloud. Called by those scripts only.
 
     render_vertex.py custom-job-spec OUT --base-output-dir URI [--spot]
+                     [--machine-type T --accelerator-type T]
     render_vertex.py hptuning IN OUT --display-name NAME --image-uri-cpu URI --image-uri-gpu URI
                      --base-output-dir URI [--machine-type T] [--accelerator-type T]
                      [--accelerator-count N] [--workers N] [--max-trials N] [--parallel-trials N]
@@ -12,9 +13,12 @@ Exit 2 with one line on stderr for a problem in the input, as the scripts do.
 """
 import argparse
 import copy
+import os
 import sys
 
 import yaml
+
+from tuner.spec import machine_pairing_problem
 
 DEFAULT_MACHINE_TYPE = "n1-standard-4"
 DEFAULT_GPU_MACHINE_TYPE = "n1-standard-8"
@@ -37,6 +41,10 @@ def _output_dir(uri):
 
 def custom_job_spec(args):
     """The parts of a CustomJobSpec that gcloud has no flags for."""
+    if args.accelerator_type:
+        problem = machine_pairing_problem(args.machine_type, args.accelerator_type)
+        if problem:
+            raise InputError(f"--machine-type/--accelerator-type: {problem}")
     spec = {"baseOutputDirectory": {"outputUriPrefix": _output_dir(args.base_output_dir)}}
     scheduling = _scheduling(args.spot)
     if scheduling:
@@ -168,6 +176,8 @@ def main(argv=None):
     p.add_argument("output")
     p.add_argument("--base-output-dir", required=True)
     p.add_argument("--spot", action="store_true")
+    p.add_argument("--machine-type")
+    p.add_argument("--accelerator-type")
 
     p = sub.add_parser("hptuning")
     p.add_argument("input")
@@ -194,6 +204,7 @@ def main(argv=None):
         message = " ".join(str(e).split())
         print(f"{message}", file=sys.stderr)
         return 2
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)  # only once it is valid
     with open(args.output, "w") as f:
         yaml.safe_dump(doc, f, sort_keys=False, default_flow_style=False, width=100)
     return 0

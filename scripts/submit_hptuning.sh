@@ -172,7 +172,7 @@ for arg in ${trainer_args[@]+"${trainer_args[@]}"}; do
     render+=("--arg=$arg")
 done
 rc=0
-message=$("$python" "${render[@]}" 2>&1) || rc=$?
+message=$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" "${render[@]}" 2>&1) || rc=$?
 ((rc == 0)) || { printf '%s: %s\n' "$PROG" "${message##*$'\n'}" >&2; exit "$(( rc == 2 ? 2 : 1 ))"; }
 
 # The tuner checks the file as strictly as gcloud does, then applies Vertex AI's own rules.

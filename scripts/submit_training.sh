@@ -35,7 +35,8 @@ Options (flag, else environment variable, else default):
   --repo NAME             REPO (default: $DEFAULT_REPO)
   --image-name NAME       IMAGE_NAME (default: $DEFAULT_IMAGE_NAME)
   --machine-type TYPE     MACHINE_TYPE (default: $DEFAULT_MACHINE_TYPE; $DEFAULT_GPU_MACHINE_TYPE with GPUs)
-  --accelerator-type T    ACCELERATOR_TYPE, e.g. NVIDIA_TESLA_T4, NVIDIA_L4 (default: none)
+  --accelerator-type T    ACCELERATOR_TYPE, e.g. NVIDIA_TESLA_T4 (on n1 machines), or NVIDIA_L4
+                          with --machine-type g2-standard-8 (default: none)
   --accelerator-count N   ACCELERATOR_COUNT, GPUs per machine (default: 1 with a type)
   --workers N             WORKER_COUNT, replicas in pool 1 besides the chief (default: none)
   --spot                  SPOT=1
@@ -173,13 +174,15 @@ if ((${#trainer_args[@]})); then
     args_flag=("--args=$joined")
 fi
 
-mkdir -p "$out_dir"
 spec_file="$out_dir/custom_job_spec.yaml"
 spot_flag=()
 ((spot)) && spot_flag=(--spot)
-"$python" "$SCRIPTS_DIR/render_vertex.py" custom-job-spec "$spec_file" \
-    "--base-output-dir=$bucket/$display_name" ${spot_flag[@]+"${spot_flag[@]}"} ||
-    fail "could not render $spec_file"
+# It checks the machine and accelerator against each other, with the tuner's table of them.
+rc=0
+message=$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" "$SCRIPTS_DIR/render_vertex.py" \
+    custom-job-spec "$spec_file" "--base-output-dir=$bucket/$display_name" ${spot_flag[@]+"${spot_flag[@]}"} \
+    "--machine-type=$machine_type" ${accelerator_type:+"--accelerator-type=$accelerator_type"} 2>&1) || rc=$?
+((rc == 0)) || { printf '%s: %s\n' "$PROG" "${message##*$'\n'}" >&2; exit "$(( rc == 2 ? 2 : 1 ))"; }
 
 ((DRY_RUN)) && comment "scripts/submit_training.sh --dry-run: the commands below were not run"
 comment "rendered $spec_file (CustomJobSpec: what gcloud has no flags for):"

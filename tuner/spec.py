@@ -44,6 +44,28 @@ PARENT_CONDITIONS = {"parentDiscreteValues": DISCRETE, "parentIntValues": INTEGE
                      "parentCategoricalValues": CATEGORICAL}
 STOPPING_SPECS = {"medianAutomatedStoppingSpec": "median", "decayCurveStoppingSpec": "decay_curve",
                   "convexAutomatedStoppingSpec": "convex"}
+# The machine series (the machine type's first word) each GPU runs on; the service refuses any
+# other pairing when the job starts. From Compute Engine's "About GPUs" and "GPU machine types"
+# (https://cloud.google.com/compute/docs/gpus/about-gpus, https://cloud.google.com/compute/docs/gpus):
+# accelerator-optimized series come with their own GPU model, every other GPU attaches to N1 only.
+# Vertex's own table (https://cloud.google.com/vertex-ai/docs/training/configure-compute) could
+# not be read here, so allowed counts are not checked. An accelerator not listed (TPUs) is
+# accepted as it is, unchecked.
+GPU_MACHINE_SERIES = {
+    "NVIDIA_L4": "g2", "NVIDIA_TESLA_A100": "a2", "NVIDIA_A100_80GB": "a2",
+    "NVIDIA_H100_80GB": "a3", "NVIDIA_H100_MEGA_80GB": "a3", "NVIDIA_H200_141GB": "a3",
+    "NVIDIA_B200": "a4", "NVIDIA_GB200": "a4x", "NVIDIA_RTX_PRO_6000": "g4",
+    "NVIDIA_TESLA_T4": "n1", "NVIDIA_TESLA_V100": "n1", "NVIDIA_TESLA_P100": "n1",
+    "NVIDIA_TESLA_P4": "n1", "NVIDIA_TESLA_K80": "n1",
+}
+
+
+def machine_pairing_problem(machine_type: str, accelerator: str) -> str | None:
+    """Why Vertex would refuse this GPU on this machine, with the fix; None when it would not."""
+    series = GPU_MACHINE_SERIES.get(accelerator)
+    if series is None or machine_type.split("-", 1)[0] == series:
+        return None
+    return f"{accelerator} needs machine type {series}-*; got {machine_type}"
 
 
 class SpecError(Exception):
@@ -851,6 +873,9 @@ def _vertex_trial_job(spec: dict, path: str, notes: list[str]) -> TrialJob:
                             "hyperparameter tuning jobs do not support TPUs")
         if "acceleratorCount" in machine and accelerator == "ACCELERATOR_TYPE_UNSPECIFIED":
             raise SpecError(f"{here}.machineSpec.acceleratorCount", "needs an acceleratorType")
+        problem = machine_pairing_problem(machine["machineType"], accelerator)
+        if problem:
+            raise SpecError(f"{here}.machineSpec.machineType", problem)
         if "containerSpec" in pool and not pool["containerSpec"].get("imageUri"):
             raise SpecError(f"{here}.containerSpec.imageUri", "is required")
         if "pythonPackageSpec" in pool:
