@@ -1,7 +1,7 @@
 """Renders the YAML files that scripts/submit_*.sh hand to gcloud. Called by those scripts only.
 
     render_vertex.py custom-job-spec OUT --base-output-dir URI [--spot]
-                     [--machine-type T --accelerator-type T]
+                     [--machine-type T --accelerator-type T --accelerator-count N]
     render_vertex.py hptuning IN OUT --display-name NAME --image-uri-cpu URI --image-uri-gpu URI
                      --base-output-dir URI [--machine-type T] [--accelerator-type T]
                      [--accelerator-count N] [--workers N] [--max-trials N] [--parallel-trials N]
@@ -42,9 +42,9 @@ def _output_dir(uri):
 def custom_job_spec(args):
     """The parts of a CustomJobSpec that gcloud has no flags for."""
     if args.accelerator_type:
-        problem = machine_pairing_problem(args.machine_type, args.accelerator_type)
+        problem = machine_pairing_problem(args.machine_type, args.accelerator_type, args.accelerator_count)
         if problem:
-            raise InputError(f"--machine-type/--accelerator-type: {problem}")
+            raise InputError(f"--machine-type/--accelerator-type/--accelerator-count: {problem}")
     spec = {"baseOutputDirectory": {"outputUriPrefix": _output_dir(args.base_output_dir)}}
     scheduling = _scheduling(args.spot)
     if scheduling:
@@ -178,6 +178,7 @@ def main(argv=None):
     p.add_argument("--spot", action="store_true")
     p.add_argument("--machine-type")
     p.add_argument("--accelerator-type")
+    p.add_argument("--accelerator-count", type=int, default=1)
 
     p = sub.add_parser("hptuning")
     p.add_argument("input")

@@ -181,7 +181,8 @@ spot_flag=()
 rc=0
 message=$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" "$SCRIPTS_DIR/render_vertex.py" \
     custom-job-spec "$spec_file" "--base-output-dir=$bucket/$display_name" ${spot_flag[@]+"${spot_flag[@]}"} \
-    "--machine-type=$machine_type" ${accelerator_type:+"--accelerator-type=$accelerator_type"} 2>&1) || rc=$?
+    "--machine-type=$machine_type" ${accelerator_type:+"--accelerator-type=$accelerator_type"} \
+    ${accelerator_count:+"--accelerator-count=$accelerator_count"} 2>&1) || rc=$?
 ((rc == 0)) || { printf '%s: %s\n' "$PROG" "${message##*$'\n'}" >&2; exit "$(( rc == 2 ? 2 : 1 ))"; }
 
 ((DRY_RUN)) && comment "scripts/submit_training.sh --dry-run: the commands below were not run"

@@ -48,9 +48,11 @@ STOPPING_SPECS = {"medianAutomatedStoppingSpec": "median", "decayCurveStoppingSp
 # other pairing when the job starts. From Compute Engine's "About GPUs" and "GPU machine types"
 # (https://cloud.google.com/compute/docs/gpus/about-gpus, https://cloud.google.com/compute/docs/gpus):
 # accelerator-optimized series come with their own GPU model, every other GPU attaches to N1 only.
+# Counts: an accelerator-optimized machine named -<N>g has N GPUs and takes an acceleratorCount
+# of 1 to N (MachineSpec, https://cloud.google.com/vertex-ai/docs/reference/rest/v1/MachineSpec).
 # Vertex's own table (https://cloud.google.com/vertex-ai/docs/training/configure-compute) could
-# not be read here, so allowed counts are not checked. An accelerator not listed (TPUs) is
-# accepted as it is, unchecked.
+# not be read here, so other counts (N1, G2) are not checked. An accelerator not listed (TPUs)
+# is accepted as it is, unchecked.
 GPU_MACHINE_SERIES = {
     "NVIDIA_L4": "g2", "NVIDIA_TESLA_A100": "a2", "NVIDIA_A100_80GB": "a2",
     "NVIDIA_H100_80GB": "a3", "NVIDIA_H100_MEGA_80GB": "a3", "NVIDIA_H200_141GB": "a3",
@@ -60,12 +62,17 @@ GPU_MACHINE_SERIES = {
 }
 
 
-def machine_pairing_problem(machine_type: str, accelerator: str) -> str | None:
-    """Why Vertex would refuse this GPU on this machine, with the fix; None when it would not."""
+def machine_pairing_problem(machine_type: str, accelerator: str, count: int = 1) -> str | None:
+    """Why Vertex would refuse `count` of this GPU on this machine, with the fix; None if it would not."""
     series = GPU_MACHINE_SERIES.get(accelerator)
-    if series is None or machine_type.split("-", 1)[0] == series:
+    if series is None:
         return None
-    return f"{accelerator} needs machine type {series}-*; got {machine_type}"
+    if machine_type.split("-", 1)[0] != series:
+        return f"{accelerator} needs machine type {series}-*; got {machine_type}"
+    gpus = re.fullmatch(r"[a-z0-9]+-[a-z]+-(\d+)g", machine_type)
+    if gpus and series != "n1" and not 1 <= count <= int(gpus.group(1)):
+        return f"{machine_type} has {gpus.group(1)} {accelerator}: acceleratorCount must be 1 to {gpus.group(1)}; got {count}"
+    return None
 
 
 class SpecError(Exception):
@@ -873,7 +880,8 @@ def _vertex_trial_job(spec: dict, path: str, notes: list[str]) -> TrialJob:
                             "hyperparameter tuning jobs do not support TPUs")
         if "acceleratorCount" in machine and accelerator == "ACCELERATOR_TYPE_UNSPECIFIED":
             raise SpecError(f"{here}.machineSpec.acceleratorCount", "needs an acceleratorType")
-        problem = machine_pairing_problem(machine["machineType"], accelerator)
+        problem = machine_pairing_problem(machine["machineType"], accelerator,
+                                          machine.get("acceleratorCount", 1))
         if problem:
             raise SpecError(f"{here}.machineSpec.machineType", problem)
         if "containerSpec" in pool and not pool["containerSpec"].get("imageUri"):

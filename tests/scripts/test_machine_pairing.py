@@ -40,3 +40,12 @@ def test_a_documented_pairing_is_submitted(run_script, standins, tmp_path, scrip
     assert result.returncode == 0, result.stderr
     (call,) = standins.costly()
     assert call[:3] == ["gcloud", "ai", "custom-jobs" if script == "submit_training.sh" else "hp-tuning-jobs"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_more_gpus_than_the_machine_has_are_refused(run_script, standins, tmp_path, script):
+    result = run_script(script, f"--out-dir={tmp_path / 'out'}", "--machine-type=a2-highgpu-1g",
+                        "--accelerator-type=NVIDIA_TESLA_A100", "--accelerator-count=2", env=SETTINGS)
+    line = one_line_error(result)
+    assert "a2-highgpu-1g has 1 NVIDIA_TESLA_A100: acceleratorCount must be 1 to 1; got 2" in line, line
+    assert standins.costly() == []

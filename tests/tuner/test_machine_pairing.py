@@ -40,3 +40,14 @@ def test_a_pairing_the_service_refuses_is_refused_with_the_fix(tmp_path, machine
     line = last_line(result.stderr)
     assert f"workerPoolSpecs[{pool}].machineSpec.machineType" in line, line
     assert f"{accelerator} needs machine type {series}; got {machine_type}" in line, line
+
+
+def test_more_gpus_than_an_accelerator_optimized_machine_has_are_refused(tmp_path):
+    path = job(tmp_path, "a3-highgpu-2g", "NVIDIA_H100_80GB")
+    doc = path.read_text().replace("acceleratorCount: 1", "acceleratorCount: 4")
+    path.write_text(doc)
+    result = run_tuner("validate", path)
+    assert result.returncode == 2
+    assert "a3-highgpu-2g has 2 NVIDIA_H100_80GB: acceleratorCount must be 1 to 2; got 4" in last_line(result.stderr)
+    path.write_text(doc.replace("acceleratorCount: 4", "acceleratorCount: 2"))
+    assert run_tuner("validate", path).returncode == 0
