@@ -93,6 +93,11 @@ class ResumeState:
                            f"over, remove it ({_remove_command(self._read_dir)}) and rerun the same command")
         return Progress()
 
+    @property
+    def progress(self) -> Progress:
+        """The progress last restored or saved: after `fit`, why training ended."""
+        return self._state.progress
+
     def save(self, progress: Progress) -> None:
         """Writes the state of `progress.epochs_done`, then drops all but the two newest."""
         self._state.progress = progress

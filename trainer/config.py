@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from importlib import metadata
 
@@ -22,6 +23,11 @@ METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 BUILTIN_DATASET = "uci_digits"
 MAX_SEED = 2**32 - 1
 METRICS_FILE = "metrics.json"  # in the model dir: a contract the tuner and the scripts read
+EXPORTS = ("best", "last")
+PATH_FLAGS = ("job_dir", "model_dir", "checkpoint_dir", "tensorboard_dir", "data_dir")
+_AIP_DIRS = {"model_dir": "AIP_MODEL_DIR", "checkpoint_dir": "AIP_CHECKPOINT_DIR",
+             "tensorboard_dir": "AIP_TENSORBOARD_LOG_DIR"}  # what Vertex sets when the flag is not given
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class _LenientIntegerParser(flags.IntegerParser):
@@ -65,8 +71,9 @@ _define_int("seed", 42, "Seed for weights, the data shuffle and dropout, in [0, 
 # Run flags.
 flags.DEFINE_string(
     "job_dir", None,
-    "Base output directory (local or gs://). Default: runs/<UTC time>. The model, checkpoints and "
-    "logs go to its subfolders model/, checkpoints/, logs/ unless set otherwise.")
+    "Base output directory (local or gs://). Default: runs/<UTC time>, new each run: to resume a default "
+    "run, pass the --job_dir its messages name. The model, checkpoints and logs go to its subfolders "
+    "model/, checkpoints/, logs/ unless set otherwise.")
 flags.DEFINE_string("model_dir", None, "Where the SavedModel and metrics.json go. Default: $AIP_MODEL_DIR, else <job_dir>/model.")
 flags.DEFINE_string(
     "checkpoint_dir", None,
@@ -88,6 +95,9 @@ _define_int("cpu_replicas", 0, "Testing aid: split the CPU into N logical device
 _define_int("startup_timeout", 600,
             "Multi-worker: seconds to wait for every worker to join before failing. Vertex starts replicas "
             "minutes apart, hence the 10-minute default.")
+flags.DEFINE_enum("export", "best", EXPORTS,
+                  "Which weights the SavedModel holds: the best epoch's by the objective (its checkpoint), "
+                  "or the last epoch's.")
 flags.DEFINE_bool("overwrite", False, "Allow a run into a model dir that already holds a finished run's metrics.json.")
 
 HYPERPARAMETERS = (
@@ -131,7 +141,9 @@ class Config:
     steps_per_execution: int
     cpu_replicas: int
     startup_timeout: int
+    export: str
     overwrite: bool
+    rerun: str  # how to resume this run: "rerun the same command", with the --job_dir to add if defaulted
     cluster: environment.Cluster
     trial_id: str | None
 
@@ -167,14 +179,22 @@ def _default_job_dir() -> str:
 def from_flags(values=flags.FLAGS, env=os.environ) -> Config:
     """Builds and validates the Config; raises ConfigError naming the flag and the fix."""
     cluster = environment.cluster_from_env(env)
-    job_dir = _absolute(values.job_dir or _default_job_dir())
+    given = {}  # each path as given: by its flag, else by Vertex's variable
+    for name in PATH_FLAGS:
+        source, path, variable = f"--{name}", values[name].value, _AIP_DIRS.get(name)
+        if not path and variable and env.get(variable):
+            source, path = f"${variable}", env[variable]
+        _check_url(source, path)
+        given[name] = path
+    job_dir = _absolute(given["job_dir"] or _default_job_dir())
     join = _path_join(job_dir)
+    uses_default_job_dir = not given["job_dir"] and not all(given[name] for name in _AIP_DIRS)
     config = Config(
         **{name: values[name].value for name in HYPERPARAMETERS},
         job_dir=job_dir,
-        model_dir=_absolute(values.model_dir or env.get("AIP_MODEL_DIR") or join("model")),
-        checkpoint_dir=_absolute(values.checkpoint_dir or env.get("AIP_CHECKPOINT_DIR") or join("checkpoints")),
-        tensorboard_dir=_absolute(values.tensorboard_dir or env.get("AIP_TENSORBOARD_LOG_DIR") or join("logs")),
+        model_dir=_absolute(given["model_dir"] or join("model")),
+        checkpoint_dir=_absolute(given["checkpoint_dir"] or join("checkpoints")),
+        tensorboard_dir=_absolute(given["tensorboard_dir"] or join("logs")),
         dataset=values.dataset,
         data_dir=values.data_dir,
         validation_split=values.validation_split,
@@ -184,12 +204,22 @@ def from_flags(values=flags.FLAGS, env=os.environ) -> Config:
         steps_per_execution=values.steps_per_execution,
         cpu_replicas=values.cpu_replicas,
         startup_timeout=values.startup_timeout,
+        export=values.export,
         overwrite=values.overwrite,
+        # The default job dir is new each run: the same command alone would start over.
+        rerun=f"rerun the same command with --job_dir={job_dir}" if uses_default_job_dir else "rerun the same command",
         cluster=cluster,
         trial_id=env.get("CLOUD_ML_TRIAL_ID"),
     )
     validate(config)
     return config
+
+
+def _check_url(source: str, path: str | None) -> None:
+    """Only gs:// reaches a bucket; any other URL would become a local folder such as ./s3:/x."""
+    if path and _URL_SCHEME.match(path) and not path.startswith("gs://"):
+        raise ConfigError(f"{source}: {path!r}: only gs:// URLs and local paths (/gcs/... included) are "
+                          "supported; use a gs:// bucket or a local dir")
 
 
 def _absolute(path: str) -> str:

@@ -25,9 +25,11 @@ class Preempted(RunError):
 class SigtermGuard(keras.callbacks.Callback):
     """First in the callback list; `saves_done` goes last, after every end-of-epoch save."""
 
-    def __init__(self, checkpoint_dir: str):
+    def __init__(self, checkpoint_dir: str, rerun: str = "rerun the same command"):
+        """`rerun`: how to resume, as Config.rerun says (the default job dir must be named)."""
         super().__init__()
         self._checkpoint_dir = checkpoint_dir
+        self._rerun = rerun
         self._received = False
         self._training = False
         self._saving = False
@@ -43,7 +45,7 @@ class SigtermGuard(keras.callbacks.Callback):
     def _preempted(self):
         return Preempted(
             f"received SIGTERM (preemption or maintenance) during epoch {self._epoch + 1}; the last completed "
-            f"epoch is saved in {self._checkpoint_dir}: rerun the same command to resume from it")
+            f"epoch is saved in {self._checkpoint_dir}: {self._rerun} to resume from it")
 
     def on_train_begin(self, logs=None):
         self._training = True

@@ -5,6 +5,7 @@ a kill still reports every epoch, in hypertune's file and in metrics.json; histo
 the checkpoints is its readable copy, rewritten whole at each epoch.
 """
 import json
+import math
 import time
 
 import hypertune
@@ -18,8 +19,17 @@ HISTORY_FILE = "history.json"
 
 
 def best_of(values, goal):
+    """NaN never counts as best, as in ModelCheckpoint(save_best_only), whose checkpoint is exported."""
+    values = [v for v in values if not math.isnan(v)]
     pick = max if goal == "max" else min
     return pick(values) if values else None
+
+
+def best_epoch(config: Config, history: list[dict]) -> int | None:
+    """The first epoch with the best objective: the one whose weights the best checkpoint holds."""
+    values = [h[config.hypertune_metric] for h in history]
+    best = best_of(values, config.metric_goal)
+    return None if best is None else history[values.index(best)]["epoch"]
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -72,18 +82,24 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 def summarize(config: Config, history: list[dict], strategy_name: str, num_replicas: int,
-              wall_time_s: float) -> dict:
-    """The metrics.json record: a contract that the tuner and the scripts read."""
+              wall_time_s: float, exported: str, exported_epoch: int, ended: str | None) -> dict:
+    """The metrics.json record: a contract that the tuner and the scripts read.
+
+    `exported`: "best" or "last", whose weights (of `exported_epoch`) the SavedModel holds;
+    `ended`: why training ended (early stopping, the epoch count).
+    """
     values = [h[config.hypertune_metric] for h in history]
     val_losses = [h["val_loss"] for h in history if "val_loss" in h]
-    best = best_of(values, config.metric_goal)
     return {
         "metric": config.hypertune_metric,
         "final": values[-1] if values else None,
-        "best": best,
-        "best_epoch": history[values.index(best)]["epoch"] if values else None,
+        "best": best_of(values, config.metric_goal),
+        "best_epoch": best_epoch(config, history),
+        "exported": exported,
+        "exported_epoch": exported_epoch,
+        "ended": ended,
         "val_loss_final": val_losses[-1] if val_losses else None,
-        "val_loss_best": min(val_losses) if val_losses else None,
+        "val_loss_best": best_of(val_losses, "min"),
         "epochs_run": len(history),
         "wall_time_s": round(wall_time_s, 3),
         "strategy": strategy_name,

@@ -98,10 +98,16 @@ def _print_summary(config, outcome) -> None:
     print(f"\nTraining done: {m['epochs_run']} epochs{resumed} in {m['wall_time_s']:.1f} s "
           f"on {m['strategy']} with {m['num_replicas']} replica(s)")
     print(f"  {m['metric']}: final {m['final']:.4f}, best {m['best']:.4f} (epoch {m['best_epoch']})")
-    print(f"  model (SavedModel): {config.model_dir}")
+    print(f"  ended:              {m['ended']}")
+    print(f"  model (SavedModel): {config.model_dir}    ({m['exported']} weights: epoch {m['exported_epoch']}"
+          f"{'; --export=last for the last' if m['exported'] == 'best' else ''})")
     print(f"  metrics:            {outcome.metrics_path}")
     print(f"  checkpoints:        {config.checkpoint_dir}")
     print(f"  TensorBoard logs:   {config.tensorboard_dir}    (tensorboard --logdir {config.tensorboard_dir})")
+
+
+def _rerun(config) -> str:
+    return config.rerun if config else "rerun the same command"
 
 
 def main(argv=None) -> int:
@@ -111,6 +117,7 @@ def main(argv=None) -> int:
         print(text)
         return 0
     signal.signal(signal.SIGTERM, _stop_startup)  # until training installs its own handler
+    config = None
     try:
         config = parse(argv)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -124,10 +131,10 @@ def main(argv=None) -> int:
     except ConfigError as e:
         return _fail(2, str(e))
     except StoppedDuringStartup:
-        return _fail(1, "stopped by SIGTERM during start-up, before training began: nothing was trained; rerun "
-                        "the same command to start again")
+        return _fail(1, "stopped by SIGTERM during start-up, before training began: nothing was trained; "
+                        f"{_rerun(config)} to start again")
     except KeyboardInterrupt:
-        return _fail(130, "interrupted; rerun the same command to resume from the last completed epoch")
+        return _fail(130, f"interrupted; {_rerun(config)} to resume from the last completed epoch")
     except (RunError, OSError) as e:
         traceback.print_exc()
         return _fail(1, str(e))

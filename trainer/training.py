@@ -68,13 +68,17 @@ def _write_hparams(c: Config, log_dir: str):
     writer.close()
 
 
+def _best_checkpoint(c: Config) -> str:
+    return storage.join(c.checkpoint_dir, "best", "ckpt")
+
+
 def _callbacks(c: Config, guard: SigtermGuard, reporter, state: checkpoints.ResumeState, progress):
     best_so_far = reporting.best_of([h[c.hypertune_metric] for h in progress.history], c.metric_goal)
     callbacks = [
         guard,
         reporter,
         keras.callbacks.ModelCheckpoint(storage.join(c.checkpoint_dir, "last", "ckpt"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(storage.join(c.checkpoint_dir, "best", "ckpt"), save_weights_only=True,
+        keras.callbacks.ModelCheckpoint(_best_checkpoint(c), save_weights_only=True,
                                         save_best_only=True, monitor=c.hypertune_metric, mode=c.metric_goal,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.TensorBoard(c.tensorboard_dir, profile_batch=0),
@@ -85,6 +89,28 @@ def _callbacks(c: Config, guard: SigtermGuard, reporter, state: checkpoints.Resu
             min_delta=c.min_delta))
     # After EarlyStopping, whose decision the resume state records; before the guard's end of saves.
     return callbacks + [checkpoints.SaveEachEpoch(state, reporter, c), guard.saves_done]
+
+
+def _weights_to_export(model, c: Config, strategy, history: list[dict]) -> tuple[str, int]:
+    """Loads the best epoch's weights unless --export=last; returns ("best"|"last", their epoch).
+
+    Every worker loads them, from the chief's checkpoint (the run's best may come from an earlier,
+    killed run), after a collective that the chief reaches only once its last save is done.
+    """
+    last, best = history[-1]["epoch"], reporting.best_epoch(c, history)
+    if c.export == "last" or best is None:  # no finite objective: no best checkpoint was written
+        return "last", last
+    if best == last:
+        return "best", best
+    if c.cluster.is_multi_worker:
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+    try:
+        model.load_weights(_best_checkpoint(c)).expect_partial()
+    except (tf.errors.OpError, ValueError) as e:
+        raise RunError(f"the best checkpoint {_best_checkpoint(c)} (epoch {best}) does not load "
+                       f"({type(e).__name__}); rerun with --export=last to export the last epoch's weights") from e
+    log.info("Exporting the best epoch's weights (epoch %d of %d; --export=last for the last)", best, last)
+    return "best", best
 
 
 def export(model, path: str, image_shape, image_dtype):
@@ -112,7 +138,7 @@ def run(c: Config) -> Outcome:
         _compile(model, c, data.steps_per_epoch)
 
     chief = c.cluster.is_chief
-    guard = SigtermGuard(c.checkpoint_dir)  # from here on SIGTERM leaves a resumable run
+    guard = SigtermGuard(c.checkpoint_dir, c.rerun)  # from here on SIGTERM leaves a resumable run
     with _own_dir(c.checkpoint_dir, chief) as checkpoint_dir, _own_dir(c.tensorboard_dir, chief) as log_dir:
         storage.write_text(storage.join(checkpoint_dir, "config.json"), c.to_json())
         _write_hparams(c, log_dir)
@@ -136,13 +162,15 @@ def run(c: Config) -> Outcome:
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
             if not c.cluster.is_multi_worker:
                 raise
-            raise RunError(f"lost contact with {distribution.lost_peer(c.cluster, e.message)}; rerun the job to "
+            raise RunError(f"lost contact with {distribution.lost_peer(c.cluster, e.message)}; {c.rerun} to "
                            "resume from the last completed epoch") from e
 
+    exported, exported_epoch = _weights_to_export(model, c, strategy, reporter.history)
     with _own_dir(c.model_dir, chief) as model_dir:
         export(model, model_dir, data.image_shape, data.image_dtype)
         metrics = reporting.summarize(c, reporter.history, distribution.name(strategy),
-                                      strategy.num_replicas_in_sync, time.time() - started)
+                                      strategy.num_replicas_in_sync, time.time() - started, exported,
+                                      exported_epoch, state.progress.finished)
         metrics_path = reporting.write_metrics(model_dir, metrics) if chief else None
     if chief:
         # Only now: a kill before metrics.json is written leaves a rerun that goes straight to the export.
