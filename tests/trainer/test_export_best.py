@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -65,3 +66,32 @@ def test_early_stopping_is_named_in_the_summary_and_metrics(tmp_path):
     assert metrics["ended"].startswith(f"early stopping after epoch {metrics['epochs_run']}: val_accuracy")
     assert f"ended:              {metrics['ended']}" in result.stdout
     assert os.path.exists(tmp_path / "run" / "model" / "saved_model.pb")
+
+
+def test_a_resumed_run_exports_the_best_epoch_of_the_run_it_resumed(tmp_path):
+    """Killed (kill -9) after its best epoch: the rerun trains on, never beats it, exports it."""
+    args = ["--learning_rate=0.02", "--optimizer=sgd", "--momentum=0.99", "--epochs=8", "--patience=0",
+            "--units=16", "--num_layers=1", "--batch_size=4", f"--job_dir={tmp_path}/run"]
+    env = trainer_env(tmp_path)
+    third_epoch = tmp_path / "run" / "checkpoints" / "backup" / "ckpt-3.index"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen([sys.executable, "-m", "trainer.task", *args], cwd=tmp_path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 180
+            while not third_epoch.exists() and time.time() < deadline:
+                assert first.poll() is None, "the trainer ended before it could be killed"
+                time.sleep(0.02)
+        finally:
+            first.kill()
+            first.wait(timeout=30)
+    assert third_epoch.exists() and not (tmp_path / "run" / "model" / "metrics.json").exists()
+
+    second = run_trainer(tmp_path, *args, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed after epoch" in second.stdout
+    metrics = read_json(tmp_path / "run" / "model" / "metrics.json")
+    assert metrics["best_epoch"] <= 3 < metrics["epochs_run"] and metrics["best"] > metrics["final"], metrics
+    assert (metrics["exported"], metrics["exported_epoch"]) == ("best", metrics["best_epoch"])
+    accuracy = _saved_model_accuracy(tmp_path, str(tmp_path / "run" / "model"), args[:-1])
+    assert accuracy == pytest.approx(metrics["best"], abs=1e-6)
