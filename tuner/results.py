@@ -21,8 +21,10 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 
@@ -318,12 +320,17 @@ def summary(job: S.TuningJob, rows: list[Row], *, config_path: str | None = None
 
 
 class LiveView:
-    """Prints events as they happen; on a terminal also keeps a table of running trials."""
+    """Prints events as they happen; on a terminal also keeps a table of running trials below
+    them. There every line is fitted to the terminal's size at the time: the table is redrawn
+    by moving the cursor up one line per line written, so a line the terminal wraps, or a
+    table taller than the screen, would leave old copies behind."""
 
     def __init__(self, job: S.TuningJob, stream=None, tty: bool | None = None):
         self.job = job
         self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty() if tty is None else tty
+        if tty is None:  # a dumb terminal (e.g. an editor's shell) cannot move the cursor
+            tty = self.stream.isatty() and os.environ.get("TERM") != "dumb"
+        self.tty = tty
         self.t0 = time.monotonic()
         self._block = 0
         self._last_tick = 0.0
@@ -331,7 +338,12 @@ class LiveView:
     def _print(self, text: str) -> None:
         self._erase()  # the next tick draws the table again, from fresh records
         seconds = int(time.monotonic() - self.t0)
-        self.stream.write(f"[{seconds // 60:02d}:{seconds % 60:02d}] {text}\n")
+        line = f"[{seconds // 60:02d}:{seconds % 60:02d}] {text}"
+        if self.tty:
+            columns = shutil.get_terminal_size().columns
+            line = "\n".join(textwrap.wrap(_printable(line), columns, subsequent_indent=" " * 8,
+                                           break_on_hyphens=False))
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     def note(self, text: str) -> None:
@@ -395,16 +407,30 @@ class LiveView:
             self._block = 0
 
     def _draw(self, records: list[TrialRecord]) -> None:
+        columns, rows = shutil.get_terminal_size()
         active = [r for r in records if r.state == ACTIVE]
         finished = [r for r in records if r.state != ACTIVE]
         lines = [f"-- {len(active)} running, {len(finished)} finished "
                  f"of {self.job.max_trial_count} --"]
-        for r in active:
+        shown = active if len(active) < rows - 1 else active[:max(0, rows - 3)]
+        for r in shown:
             latest, best = self._values(r)
             lines.append(f"   trial {r.trial_id:>3} ACTIVE latest {_fmt(latest):>8} "
                          f"best {_fmt(best):>8}  {self._params(r)}")
+        if len(shown) < len(active):
+            lines.append(f"   ... and {len(active) - len(shown)} more")
+        lines = [_clip(_printable(line), columns) for line in lines]
         self.stream.write("\n".join(lines) + "\n")
         self._block = len(lines)
+
+
+def _printable(text: str) -> str:
+    """Control characters from a trial's output (\\r, escapes) would move the cursor."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _clip(line: str, columns: int) -> str:
+    return line if len(line) <= columns else line[:max(0, columns - 3)] + "..."
 
 
 # --------------------------------------------------------------------------------------------
