@@ -351,13 +351,17 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
                           (json.dumps(state, indent=2) + "\n").encode())
     view = results.LiveView(job)
     before = study.records()
+    limit = job.max_trial_count
+    if job.algorithm == S.GRID:
+        limit = min(limit, study.space.grid_size())  # the grid ends the study first
     print(f"study {name!r}: {job.metric} {job.goal}, {ALGORITHM_WORDS[job.algorithm]}, up to "
-          f"{job.max_trial_count} trials, {len(slots)} at a time on {_describe_slots(slots)}")
+          f"{limit} trials, {len(slots)} at a time on {_describe_slots(slots)}")
     print(f"output: {output_dir}  storage: {storage_name}")
     if before:
-        done = sum(1 for r in before if r.state != study_mod.ACTIVE)
-        print(f"resuming: {done} trial(s) finished; trials left {study_mod.ACTIVE} by a stopped "
-              "tuner run again with the same id and parameters")
+        active = sum(1 for r in before if r.state == study_mod.ACTIVE)
+        left = (f"; {active} trial(s) left {study_mod.ACTIVE} by a stopped tuner run again with "
+                "the same id and parameters" if active else "")
+        print(f"resuming: {len(before) - active} trial(s) finished{left}")
     scheduler = Scheduler(study, slots, output_dir, command, view)
     parameter_ids = job.parameter_ids()
     maximize = job.goal == S.MAXIMIZE
