@@ -134,9 +134,10 @@ def suggestion_cost(args, work: Path) -> dict:
                 record = study.new_trial()
                 if i:
                     seconds.append(time.perf_counter() - start)
-                pending = study._trial(record.number)  # leave the study at `count` completed trials
-                pending.set_user_attr("discarded", True)
-                study.optuna.tell(pending, state=optuna.trial.TrialState.FAIL)
+                # leave the study at `count` completed trials (public storage API, as the tuner)
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study.study_id, record.number)
+                storage.set_trial_user_attr(trial_id, "discarded", True)
+                study.optuna.tell(record.number, state=optuna.trial.TrialState.FAIL)
             out[algorithm][count] = {"median_s": B.median(seconds), "seconds": seconds}
     return out
 
