@@ -15,10 +15,10 @@ import signal
 
 import tf_keras as keras
 
-from trainer.errors import RunError
+from trainer.errors import Stopped
 
 
-class Preempted(RunError):
+class Preempted(Stopped):
     pass
 
 

@@ -15,7 +15,7 @@ from absl import flags
 from trainer import claim
 from trainer import config as config_lib
 from trainer import storage
-from trainer.errors import ConfigError, RunError
+from trainer.errors import ConfigError, RunError, Stopped
 
 FLAGS = flags.FLAGS
 USAGE = """Train one model. Every hyperparameter is a flag (--name=value or --name value).
@@ -135,6 +135,8 @@ def main(argv=None) -> int:
                         f"{_rerun(config)} to start again")
     except KeyboardInterrupt:
         return _fail(130, f"interrupted; {_rerun(config)} to resume from the last completed epoch")
+    except Stopped as e:
+        return _fail(1, str(e))
     except (RunError, OSError) as e:
         traceback.print_exc()
         return _fail(1, str(e))
