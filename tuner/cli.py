@@ -201,8 +201,8 @@ def cmd_convert(args, _command) -> int:
             "# Check trialJobSpec (image, machine type) before submitting.\n"
             + yaml.safe_dump(job.document, sort_keys=False, default_flow_style=False))
     if args.output:
-        from tuner.results import _write_atomic
-        _write_atomic(args.output, text.encode())
+        from tuner.results import write_atomic
+        write_atomic(args.output, text.encode())
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -260,48 +260,31 @@ def cmd_run(args, trial_command) -> int:
 
 
 def _dry_run(args, job, slots, command, origin, output_dir) -> int:
+    """The same oracle as a run, on in-memory storage, with a backend that starts nothing."""
     import optuna
 
-    from tuner import search
-    from tuner.runner import THREAD_VARS, contract_env, trial_argv
+    from tuner.backends.local import DryRun
+    from tuner.study import Study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"dry run of {args.config} ({job.dialect}): {job.metric} {job.goal}, "
           f"{ALGORITHM_WORDS[job.algorithm]}, {job.max_trial_count} trials, "
           f"{job.parallel_trial_count} at a time on {_describe_slots(slots)}")
     print(f"trial command ({origin}): {shlex.join(command)}")
     print("each trial inherits this environment minus TF_CONFIG, CLUSTER_SPEC, "
           "CUDA_VISIBLE_DEVICES and AIP_*/CLOUD_ML_* variables, plus:")
-    space = search.Space(job.parameters)
-    sampler = search.make_sampler(job.algorithm, space, args.seed)
-    study = optuna.create_study(sampler=sampler)
-    count = job.max_trial_count
-    if job.algorithm == S.GRID:
-        count = min(count, space.grid_size())
-    elif job.algorithm == S.BAYESIAN:
-        count = min(count, job.parallel_trial_count)
-    for number in range(count):
-        slot = slots[number % len(slots)]
-        trial = study.ask()
-        if isinstance(sampler, search.GridPointSampler):
-            sampler.index = number
-        parameters = space.suggest(trial)
-        trial_id = str(number + 1)
-        env = contract_env(trial_id, os.path.join(output_dir, trial_id), slot,
-                           job.trial_job.env)
-        if slot.threads:
-            env.update({name: str(slot.threads) for name in THREAD_VARS
-                        if name not in os.environ})
-        where = f"gpu {','.join(slot.gpus)}" if slot.gpus else f"cpu slot {slot.index}"
-        print(f"\ntrial {trial_id} ({where}):")
-        for name, value in env.items():
-            print(f"  {name}={shlex.quote(value)}")
-        print(f"  $ {shlex.join(trial_argv(command, parameters, job.parameters))}")
-    if count < job.max_trial_count:
+    oracle = Study(optuna.storages.InMemoryStorage(), "dry-run", job, seed=args.seed)
+    backend = DryRun(slots, output_dir, command, job)
+    # with the default search only the first parallelTrialCount trials are known in advance
+    known = job.parallel_trial_count if oracle.learns_from_results else job.max_trial_count
+    shown = 0
+    while shown < known and (record := oracle.suggest()) is not None:
+        backend.start(record)
+        shown += 1
+    if shown < job.max_trial_count:
         if job.algorithm == S.GRID:
-            print(f"\nthe grid has {count} points: the study ends after trial {count}")
+            print(f"\nthe grid has {shown} points: the study ends after trial {shown}")
         else:
-            print(f"\ntrials {count + 1}-{job.max_trial_count} are suggested from the results "
+            print(f"\ntrials {shown + 1}-{job.max_trial_count} are suggested from the results "
                   f"of earlier ones")
     return 0
 
@@ -334,7 +317,9 @@ def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
 def _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
                storage_name) -> int:
     from tuner import results, study as study_mod
-    from tuner.scheduler import Outcome, Scheduler
+    from tuner.backends.local import LocalBackend
+    from tuner.controller import Controller, Outcome
+    from tuner.trial import TrialState
 
     name = job.display_name or "study"
     try:
@@ -347,22 +332,19 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     state = {"config": os.path.abspath(args.config), "storage": storage_name,
              "study_name": name, "document": job.document, "overrides": overrides,
              "command": command}
-    results._write_atomic(os.path.join(output_dir, "tuner.json"),
-                          (json.dumps(state, indent=2) + "\n").encode())
+    results.write_atomic(os.path.join(output_dir, "tuner.json"),
+                         (json.dumps(state, indent=2) + "\n").encode())
     view = results.LiveView(job)
     before = study.records()
-    limit = job.max_trial_count
-    if job.algorithm == S.GRID:
-        limit = min(limit, study.space.grid_size())  # the grid ends the study first
     print(f"study {name!r}: {job.metric} {job.goal}, {ALGORITHM_WORDS[job.algorithm]}, up to "
-          f"{limit} trials, {len(slots)} at a time on {_describe_slots(slots)}")
+          f"{study.trial_limit} trials, {len(slots)} at a time on {_describe_slots(slots)}")
     print(f"output: {output_dir}  storage: {storage_name}")
     if before:
-        active = sum(1 for r in before if r.state == study_mod.ACTIVE)
-        left = (f"; {active} trial(s) left {study_mod.ACTIVE} by a stopped tuner run again with "
-                "the same id and parameters" if active else "")
-        print(f"resuming: {len(before) - active} trial(s) finished{left}")
-    scheduler = Scheduler(study, slots, output_dir, command, view)
+        finished = sum(1 for r in before if r.state is not TrialState.ACTIVE)
+        active = sum(1 for r in before if r.state is TrialState.ACTIVE and r.started)
+        left = (f"; {active} trial(s) left {TrialState.ACTIVE} by a stopped tuner run again "
+                "with the same id and parameters" if active else "")
+        print(f"resuming: {finished} trial(s) finished{left}")
     parameter_ids = job.parameter_ids()
     maximize = job.goal == S.MAXIMIZE
 
@@ -371,24 +353,25 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
         return rows, results.write_files(output_dir, rows, parameter_ids, maximize, job.metric,
                                          plots=plots)
 
-    scheduler.on_change = refresh
-
+    controller = Controller(study, LocalBackend(slots, output_dir, command, job), view,
+                            on_change=refresh)
     asked = []
 
     def interrupt(signum, _frame):  # later signals are ignored while the trials are killed
         asked.append(signum)
         if len(asked) == 1:
-            scheduler.interrupted = signum
+            controller.interrupted = signum
+            controller.wake()
         elif len(asked) == 2:
-            raise KeyboardInterrupt  # asked twice: stop waiting, scheduler.run kills the trials
+            raise KeyboardInterrupt  # asked twice: stop waiting, controller.run kills the trials
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            outcome = scheduler.run()
-        except KeyboardInterrupt:  # raised by `interrupt` only: scheduler.run killed the trials
+            outcome = controller.run()
+        except KeyboardInterrupt:  # raised by `interrupt` only: controller.run killed the trials
             outcome = Outcome("interrupted", f"{signal.Signals(asked[1]).name} twice: running "
-                                             f"trials killed and left {study_mod.ACTIVE}; run "
+                                             f"trials killed and left {TrialState.ACTIVE}; run "
                                              "the same command again to resume")
     finally:
         view.close()
@@ -405,7 +388,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
         return 1
     if outcome.status == "interrupted":
         print(f"interrupted ({outcome.message})", file=sys.stderr)
-        return 128 + scheduler.interrupted
+        return 128 + controller.interrupted
     return 0
 
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from tuner import spec as S
-from tuner.study import ACTIVE, FAILED, INFEASIBLE, STOPPED, SUCCEEDED, TrialRecord
+from tuner.trial import TrialRecord, TrialState
 
 FIXED_COLUMNS = ("trial_id", "state", "value", "steps", "elapsed_s")
 SUBMIT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -42,7 +42,7 @@ class Row:
     """One line of the table, whatever the source (a local study or a cloud job's files)."""
 
     trial_id: str
-    state: str
+    state: TrialState
     value: float | None
     steps: int
     elapsed_s: float
@@ -64,7 +64,7 @@ def rows_from_records(job: S.TuningJob, records: list[TrialRecord]) -> list[Row]
     return [Row(r.trial_id, r.state, r.value, _steps(r), round(r.elapsed_s, 1),
                 {k: formats[k].format(v) for k, v in r.parameters.items() if k in formats},
                 r.reason, r.command, [(m.step, m.value) for m in r.measurements])
-            for r in records]
+            for r in records if r.started]  # not one suggested ahead that never ran
 
 
 def _fmt(value) -> str:
@@ -84,7 +84,8 @@ def _short(text: str) -> str:
 
 def sort_rows(rows: list[Row], maximize: bool) -> list[Row]:
     """Best value first; trials without one after them (active, then failed), by id."""
-    order = {SUCCEEDED: 0, STOPPED: 0, ACTIVE: 1, INFEASIBLE: 2, FAILED: 2}
+    order = {TrialState.SUCCEEDED: 0, TrialState.STOPPED: 0, TrialState.ACTIVE: 1,
+             TrialState.INFEASIBLE: 2, TrialState.FAILED: 2}
 
     def key(row: Row):
         has = row.value is not None and math.isfinite(row.value)
@@ -99,7 +100,7 @@ def _as_int(text: str):
 
 
 def best_row(rows: list[Row], maximize: bool) -> Row | None:
-    done = [r for r in rows if r.state == SUCCEEDED and r.value is not None
+    done = [r for r in rows if r.state == TrialState.SUCCEEDED and r.value is not None
             and math.isfinite(r.value)]
     return sort_rows(done, maximize)[0] if done else None
 
@@ -119,7 +120,7 @@ def table(rows: list[Row], metric: str, parameter_ids: list[str], width: int = 6
 # Files
 # --------------------------------------------------------------------------------------------
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
@@ -141,13 +142,13 @@ def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
         writer.writerow([r.trial_id, r.state, "" if r.value is None else repr(r.value), r.steps,
                          r.elapsed_s, *[r.parameters.get(p, "") for p in parameter_ids],
                          r.reason])
-    _write_atomic(os.path.join(output_dir, "trials.csv"), out.getvalue().encode())
+    write_atomic(os.path.join(output_dir, "trials.csv"), out.getvalue().encode())
     written = ["trials.csv"]
     best = best_row(rows, maximize)
     if best:
         document = {"trial_id": best.trial_id, "value": best.value,
                     "parameters": best.parameters, "command": shlex.join(best.command)}
-        _write_atomic(os.path.join(output_dir, "best_trial.json"),
+        write_atomic(os.path.join(output_dir, "best_trial.json"),
                       (json.dumps(document, indent=2) + "\n").encode())
         written.append("best_trial.json")
     if plots and any(r.value is not None for r in rows):
@@ -175,7 +176,7 @@ def write_plots(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=100)
         plt.close(figure)
-        _write_atomic(os.path.join(output_dir, name), buffer.getvalue())
+        write_atomic(os.path.join(output_dir, name), buffer.getvalue())
     return list(figures)
 
 
@@ -186,10 +187,10 @@ def _history(plt, done: list[Row], maximize: bool, metric: str):
         running = r.value if running is None else (max if maximize else min)(running, r.value)
         best.append(running)
     x = [int(r.trial_id) if r.trial_id.isdigit() else i for i, r in enumerate(done)]
-    for state, marker in ((SUCCEEDED, "o"), (STOPPED, "x")):
+    for state, marker in ((TrialState.SUCCEEDED, "o"), (TrialState.STOPPED, "x")):
         points = [(xi, r.value) for xi, r in zip(x, done) if r.state == state]
         if points:
-            axes.scatter(*zip(*points), marker=marker, label=state.lower())
+            axes.scatter(*zip(*points), marker=marker, label=state.value.lower())
     axes.step(x, best, where="post", color="tab:red", label="best so far")
     axes.set(xlabel="trial id", ylabel=metric, title="Optimisation history")
     axes.legend()
@@ -253,13 +254,14 @@ def _parallel(plt, done: list[Row], parameter_ids: list[str], maximize: bool, me
 
 def _curves(plt, rows: list[Row], metric: str):
     figure, axes = plt.subplots(figsize=(7, 4))
-    colours = {SUCCEEDED: "tab:blue", STOPPED: "tab:orange", ACTIVE: "tab:green"}
+    colours = {TrialState.SUCCEEDED: "tab:blue", TrialState.STOPPED: "tab:orange",
+               TrialState.ACTIVE: "tab:green"}
     for r in rows:
         if r.curve and r.state in colours:
             xs, ys = zip(*r.curve)
             axes.plot(xs, ys, marker=".", color=colours[r.state], alpha=0.7)
     for state, colour in colours.items():
-        axes.plot([], [], color=colour, label=state.lower())
+        axes.plot([], [], color=colour, label=state.value.lower())
     axes.set(xlabel="step", ylabel=metric, title="Intermediate measurements")
     axes.legend()
     figure.tight_layout()
@@ -302,7 +304,8 @@ def summary(job: S.TuningJob, rows: list[Row], *, config_path: str | None = None
     counts = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
-    out.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    out.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(),
+                                                                    key=lambda c: c[0].value)))
     best = best_row(rows, maximize)
     if best:
         out += [f"best trial {best.trial_id}: {job.metric}={best.value:.6g}",
@@ -361,8 +364,7 @@ class LiveView:
         best = (max if self.job.goal == S.MAXIMIZE else min)(values) if values else None
         return record.measurements[-1].value, best
 
-    def started(self, record: TrialRecord, slot) -> None:
-        where = f"gpu {','.join(slot.gpus)}" if slot.gpus else f"cpu slot {slot.index}"
+    def started(self, record: TrialRecord, where: str) -> None:
         verb = "started" if record.runs <= 1 else f"restarted (run {record.runs})"
         self._print(f"trial {record.trial_id} {verb} on {where}: {self._params(record)}")
 
@@ -408,8 +410,8 @@ class LiveView:
 
     def _draw(self, records: list[TrialRecord]) -> None:
         columns, rows = shutil.get_terminal_size()
-        active = [r for r in records if r.state == ACTIVE]
-        finished = [r for r in records if r.state != ACTIVE]
+        active = [r for r in records if r.state is TrialState.ACTIVE and r.started]
+        finished = [r for r in records if r.state is not TrialState.ACTIVE]
         lines = [f"-- {len(active)} running, {len(finished)} finished "
                  f"of {self.job.max_trial_count} --"]
         shown = active if len(active) < rows - 1 else active[:max(0, rows - 3)]
@@ -514,7 +516,7 @@ def _rows_from_gcs(bucket_name: str, base: str, job: S.TuningJob | None):
             data = json.loads(bucket.blob(f"{folder}model/metrics.json").download_as_bytes())
         except NotFound:
             if trial_id.isdigit():
-                rows.append(Row(trial_id, INFEASIBLE, None, 0, 0.0, {},
+                rows.append(Row(trial_id, TrialState.INFEASIBLE, None, 0, 0.0, {},
                                 "no model/metrics.json (running, failed or stopped)"))
             continue
         metrics.add(data.get("metric", ""))
@@ -522,7 +524,7 @@ def _rows_from_gcs(bucket_name: str, base: str, job: S.TuningJob | None):
         value = data.get("best" if best else "final")
         flags = {k: str(v) for k, v in (data.get("hyperparameters") or {}).items()}
         command = ["python", "-m", "trainer.task", *[f"--{k}={v}" for k, v in flags.items()]]
-        rows.append(Row(trial_id, SUCCEEDED, None if value is None else float(value),
+        rows.append(Row(trial_id, TrialState.SUCCEEDED, None if value is None else float(value),
                         int(data.get("epochs_run") or 0), float(data.get("wall_time_s") or 0),
                         flags, "", command))
     if job is not None:

@@ -10,7 +10,6 @@ command forks.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import signal
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 
 from tuner import keeper
 from tuner.spec import walk_parameters
+from tuner.trial import Measurement
 
 THREAD_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # Inherited variables that would contradict the contract: the tuner sets its own or none.
@@ -166,14 +166,6 @@ def full_env(contract: dict[str, str], slot: Slot, base=None) -> dict[str, str]:
 # Measurements
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Measurement:
-    step: int
-    elapsed_s: float
-    value: float
-    timestamp: float  # the hypertune record's own, to recognise it when read again
-
-
 def read_hypertune(path: str, metric: str) -> tuple[list[tuple[int, float, float]], set[str]]:
     """(step, value, timestamp) of each record for `metric`, and the tags seen.
 
@@ -205,18 +197,6 @@ def read_hypertune(path: str, metric: str) -> tuple[list[tuple[int, float, float
             continue
         records.append((step, value, stamp))
     return records, tags
-
-
-def select_final(measurements: list[Measurement], maximize: bool, best: bool) -> float | None:
-    """The trial's final value: its last measurement, or its best (NaN never counts as best)."""
-    if not measurements:
-        return None
-    if not best:
-        return measurements[-1].value
-    finite = [m.value for m in measurements if math.isfinite(m.value)]
-    if not finite:
-        return math.nan
-    return max(finite) if maximize else min(finite)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,41 +1,47 @@
-"""Durable study state: trials, their parameters and measurements, in Optuna storage.
+"""The study, and its oracle: what to try next, whether a trial stops, how it ended, when to end.
 
-By default the study lives in `<output_dir>/study.journal` (Optuna's append-only journal file,
-safe for several processes). `--storage` names another journal file (e.g. on NFS) or a
-database URL, so tuners on several machines can share one study.
+The oracle alone decides (keras-tuner's split): `suggest` hands out a trial with parameters,
+`report` takes its measurements and says whether a stopping rule stops it, `complete` judges how
+its run ended (state, final value, reason) and `budget_exhausted` says when the study is over.
+The controller (tuner/controller.py) only runs what it is told, through a backend; nothing here
+knows where a trial runs.
 
-A trial is an Optuna trial (its number + 1 is the Vertex trial id) with user attributes:
-`parameters` ({parameterId: value} as the trial receives them), `owner` (the tuner running
-it), `runs`, `measurements`, `elapsed_s`, and once finished `state` and `reason`. Each tuner
-announces itself in a study attribute with a heartbeat. A RUNNING trial whose tuner is gone
-(its process is dead, on this host; no heartbeat for `STALE_S`, elsewhere) is an orphan: the
-next tuner runs it again with the same id and parameters, so it resumes from its own
-checkpoints. Trials created past the budget by racing tuners are marked `discarded` and
-ignored everywhere.
+The study lives in Optuna storage, spoken to through Optuna's public API only: by default
+`<output_dir>/study.journal` (Optuna's append-only journal file, safe for several processes);
+`--storage` names another journal file (e.g. on NFS) or a database URL, so tuners on several
+machines can share one study. A trial is an Optuna trial (its number + 1 is the Vertex trial id)
+whose measurements are also its intermediate values (so Optuna's own tools, such as
+`optuna.visualization` and optuna-dashboard, show its curves), with user attributes:
+`parameters` ({parameterId: value} as the trial receives them), `owner` (the tuner running it),
+`runs`, `run` (the latest run as its backend names it), `command`, `measurements` (with times),
+`elapsed_s`, and once finished `state` and `reason`. Each tuner announces itself in a study
+attribute with a heartbeat. A RUNNING trial whose tuner is gone (its process is dead, on this
+host; no heartbeat for `STALE_S`, elsewhere) is an orphan: the next tuner runs it again with the
+same id and parameters, so it resumes from its own checkpoints. Trials created past the budget
+by racing tuners, or suggested and then not run, are marked `discarded` and ignored everywhere.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import optuna
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 from optuna.storages import JournalStorage
-from optuna.trial import TrialState
+from optuna.trial import TrialState as OptunaState
 
-from tuner import search
+from tuner import keeper, search, stopping
 from tuner import spec as S
 from tuner.journal import JournalFile
-from tuner.runner import Measurement
+from tuner.trial import Exit, Measurement, TrialRecord, TrialState
 
-SUCCEEDED, STOPPED, FAILED, INFEASIBLE, ACTIVE = (
-    "SUCCEEDED", "STOPPED", "FAILED", "INFEASIBLE", "ACTIVE")
 HEARTBEAT_S = 5.0
 STALE_S = 60.0
 ADOPT_SETTLE_S = 1.0
@@ -46,25 +52,12 @@ class StudyMismatch(Exception):
     """The storage already holds a study of this name with another search space."""
 
 
-@dataclass
-class TrialRecord:
-    """What the tuner and the results table need to know about one trial."""
+@dataclass(frozen=True)
+class Verdict:
+    """The study is over: its budget is used up (`failed`: its failure budget)."""
 
-    number: int
-    state: str
-    parameters: dict
-    value: float | None = None
-    measurements: list[Measurement] = field(default_factory=list)
-    reason: str = ""
-    elapsed_s: float = 0.0
-    command: list[str] = field(default_factory=list)
-    owner: str | None = None
-    runs: int = 0
-    keeper: dict | None = None  # the latest run's keeper process (runner.run_identity)
-
-    @property
-    def trial_id(self) -> str:
-        return str(self.number + 1)
+    failed: bool
+    message: str
 
 
 def storage_for(output_dir: str, storage: str | None) -> tuple[optuna.storages.BaseStorage, str]:
@@ -87,7 +80,7 @@ def existing_storage(url: str) -> optuna.storages.BaseStorage:
     return JournalStorage(JournalFile(url))
 
 
-def _process_start(pid: int) -> str | None:
+def _process_start(pid: int) -> int | str | None:
     """The kernel's start time of a live process (None if gone or a zombie): it tells a live
     tuner from a reused pid, and a killed tuner its parent has not reaped yet from a live one."""
     if not os.path.isdir("/proc"):  # not Linux: whether the pid exists is all we can tell
@@ -98,16 +91,24 @@ def _process_start(pid: int) -> str | None:
         except PermissionError:
             pass
         return "alive"
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    stat = keeper.proc_stat(pid)
+    return None if stat is None or stat[0] in ("Z", "X") else stat[3]
+
+
+def select_final(measurements: list[Measurement], maximize: bool, best: bool) -> float | None:
+    """The trial's final value: its last measurement, or its best (NaN never counts as best)."""
+    if not measurements:
         return None
-    return None if fields[0] in ("Z", "X") else fields[19]
+    if not best:
+        return measurements[-1].value
+    finite = [m.value for m in measurements if math.isfinite(m.value)]
+    if not finite:
+        return math.nan
+    return max(finite) if maximize else min(finite)
 
 
 class Study:
-    """One study in storage, seen by one tuner process."""
+    """One study in storage, seen by one tuner process: the oracle of that tuner."""
 
     def __init__(self, storage: optuna.storages.BaseStorage, name: str, job: S.TuningJob,
                  *, seed: int | None = None, create: bool = True):
@@ -115,9 +116,10 @@ class Study:
         self._storage = storage
         self.name = name
         self.job = job
+        self.maximize = job.goal == S.MAXIMIZE
         self.space = search.Space(job.parameters)
         self.sampler = search.make_sampler(job.algorithm, self.space, seed)
-        direction = "maximize" if job.goal == S.MAXIMIZE else "minimize"
+        direction = "maximize" if self.maximize else "minimize"
         if create:
             self.optuna = optuna.create_study(storage=storage, study_name=name,
                                               direction=direction, sampler=self.sampler,
@@ -134,6 +136,11 @@ class Study:
         self.study_id = storage.get_study_id_from_name(name)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._last_beat = 0.0
+
+    @property
+    def learns_from_results(self) -> bool:
+        """Whether a suggestion depends on the results so far (only the default search's do)."""
+        return self.job.algorithm == S.BAYESIAN
 
     # -- tuners ----------------------------------------------------------------------------
 
@@ -167,25 +174,119 @@ class Study:
             attrs = t.user_attrs
             if attrs.get("discarded"):
                 continue
-            if t.state == TrialState.RUNNING:
-                state = ACTIVE
+            if t.state == OptunaState.RUNNING:
+                state = TrialState.ACTIVE
+            elif "state" in attrs:
+                state = TrialState(attrs["state"])
             else:
-                state = attrs.get("state") or (SUCCEEDED if t.state == TrialState.COMPLETE
-                                               else FAILED)
+                state = (TrialState.SUCCEEDED if t.state == OptunaState.COMPLETE
+                         else TrialState.FAILED)
             out.append(TrialRecord(
                 number=t.number, state=state, parameters=attrs.get("parameters", {}),
-                value=t.value if t.state == TrialState.COMPLETE else None,
+                value=t.value if t.state == OptunaState.COMPLETE else None,
                 measurements=[Measurement(*m) for m in attrs.get("measurements", [])],
                 reason=attrs.get("reason", ""), elapsed_s=attrs.get("elapsed_s", 0.0),
                 command=attrs.get("command", []), owner=attrs.get("owner"),
-                runs=attrs.get("runs", 0), keeper=attrs.get("keeper")))
+                runs=attrs.get("runs", 0), run=attrs.get("run")))
         return out
 
     def orphans(self) -> list[TrialRecord]:
         """RUNNING trials whose tuner is gone: to be run again, same id and parameters."""
         attrs = self.optuna.user_attrs
         return [r for r in self.records()
-                if r.state == ACTIVE and not self._owner_alive(r.owner, attrs)]
+                if r.state is TrialState.ACTIVE and not self._owner_alive(r.owner, attrs)]
+
+    # -- the oracle ------------------------------------------------------------------------
+
+    def suggest(self) -> TrialRecord | None:
+        """The next trial to run: an orphan first, else a new one; None when the budget (or
+        the grid) is used up."""
+        for orphan in self.orphans():
+            record = self.adopt(orphan)
+            if record is not None:
+                return record
+        return self.new_trial()
+
+    def report(self, record: TrialRecord, measurements: list[Measurement],
+               elapsed_s: float) -> str | None:
+        """Records a running trial's measurements so far; returns why a stopping rule stops it,
+        or None to let it go on."""
+        known = set(record.measurements)
+        trial_id = self._id_of(record.number)
+        for m in measurements:
+            if m not in known:
+                self._storage.set_trial_intermediate_value(trial_id, m.step, m.value)
+        record.measurements, record.elapsed_s = list(measurements), elapsed_s
+        self._set(record.number, "measurements", [[m.step, m.elapsed_s, m.value, m.timestamp]
+                                                  for m in measurements])
+        self._set(record.number, "elapsed_s", round(elapsed_s, 3))
+        return self._stopping_rule(measurements)
+
+    def _stopping_rule(self, measurements: list[Measurement]) -> str | None:
+        rule = self.job.stopping
+        if rule is None:
+            return None
+        done = [r for r in self.records() if r.state is TrialState.SUCCEEDED]
+        curves = [r.measurements for r in done]
+        if rule.rule == "median":
+            return stopping.median_rule(measurements, curves, self.maximize, rule.use_elapsed)
+        return stopping.decay_curve_rule(measurements, curves, [r.value for r in done],
+                                         self.maximize, rule.use_elapsed)
+
+    def complete(self, record: TrialRecord, exit: Exit) -> TrialRecord:
+        """Judges how the trial's run ended, from its exit and its measurements, and records it."""
+        final = select_final(record.measurements, self.maximize, self.job.measurement == S.BEST)
+        if exit.code is None:
+            state, reason = TrialState.FAILED, f"cannot start the trial: {exit.tail[-1]}"
+        elif exit.stopped is not None:
+            state, reason = TrialState.STOPPED, exit.stopped
+        elif exit.code != 0:
+            how = (f"killed by {signal.Signals(-exit.code).name}" if exit.code < 0
+                   else f"exit code {exit.code}")
+            state, reason = TrialState.FAILED, f"{how}: {exit.tail[-1]}" if exit.tail else how
+        elif final is None:
+            seen = sorted(exit.reported)
+            state = TrialState.INFEASIBLE
+            reason = (f"reported no value for {self.job.metric!r}"
+                      + (f" (it reported {', '.join(seen)})" if seen else
+                         " (nothing in CLOUD_ML_HP_METRIC_FILE: does it report through "
+                         "cloudml-hypertune?)"))
+        elif not math.isfinite(final):  # nothing to rank: like no value at all
+            state, reason = (TrialState.INFEASIBLE,
+                             f"final {self.job.metric} is {'NaN' if math.isnan(final) else final}")
+        else:
+            state, reason = TrialState.SUCCEEDED, ""
+        self.finish(record, state, None if state.failed else final, reason, exit.elapsed_s)
+        return record
+
+    def budget_exhausted(self) -> Verdict | None:
+        """Whether the study is over: failure budget (Vertex's rule, reference 1.10; with no
+        maxFailedTrialCount our reading of it), trial budget or grid. Trials still running
+        finish first unless the study failed."""
+        records = self.records()
+        failed = sum(1 for r in records if r.state.failed)
+        succeeded = sum(1 for r in records if r.state is TrialState.SUCCEEDED)
+        limit = self.job.max_failed_trial_count
+        if limit:
+            if failed >= limit:
+                return Verdict(True, f"{failed} trials failed (maxFailedTrialCount is {limit})")
+        elif failed and not succeeded:
+            return Verdict(True, "a trial failed before any succeeded (maxFailedTrialCount is "
+                                 "unset: the first failure ends the study)")
+        elif failed > succeeded:
+            return Verdict(True, f"{failed} trials failed against {succeeded} succeeded "
+                                 "(maxFailedTrialCount is unset: more failures than successes "
+                                 "end the study)")
+        if len(records) >= self.trial_limit:
+            return Verdict(False, f"all {len(records)} trials suggested")
+        return None
+
+    @property
+    def trial_limit(self) -> int:
+        """maxTrialCount, or the grid's size where that is smaller: the grid ends first."""
+        if self.job.algorithm == S.GRID:
+            return min(self.job.max_trial_count, self.space.grid_size())
+        return self.job.max_trial_count
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -198,20 +299,17 @@ class Study:
 
     def new_trial(self) -> TrialRecord | None:
         """A new trial within the budget with suggested parameters, or None when done."""
-        kept = self.records()
-        if len(kept) >= self.job.max_trial_count:
-            return None
-        if self.job.algorithm == S.GRID and len(kept) >= self.space.grid_size():
+        limit = self.trial_limit
+        if len(self.records()) >= limit:
             return None
         # created with its owner in one journal entry: between creation and suggestion (a GP
         # fit), another tuner must not take it for an orphan
-        template = optuna.trial.create_trial(state=TrialState.RUNNING,
+        template = optuna.trial.create_trial(state=OptunaState.RUNNING,
                                              user_attrs={"owner": self.token})
         number = self._storage.get_trial_number_from_id(
             self._storage.create_new_trial(self.study_id, template_trial=template))
         earlier = sum(1 for r in self.records() if r.number < number)  # others' too
-        if earlier >= self.job.max_trial_count or (
-                self.job.algorithm == S.GRID and earlier >= self.space.grid_size()):
+        if earlier >= limit:
             self._discard(number)  # another tuner took the last place first
             return None
         return self._claim(number)
@@ -242,55 +340,57 @@ class Study:
         parameters = self.space.suggest(_Suggestions(self.optuna, self._storage,
                                                      self._id_of(number)))
         self._set(number, "parameters", parameters)
-        return TrialRecord(number=number, state=ACTIVE, parameters=parameters,
+        return TrialRecord(number=number, state=TrialState.ACTIVE, parameters=parameters,
                            owner=self.token)
 
     def _discard(self, number: int) -> None:
         self._set(number, "discarded", True)
-        self.optuna.tell(number, state=TrialState.FAIL)
+        self.optuna.tell(number, state=OptunaState.FAIL, skip_if_finished=True)
 
-    def started(self, record: TrialRecord, command: list[str], keeper: dict | None) -> None:
-        """A run of the trial begins. Its keeper is recorded before the trial starts, so a rerun
-        can end what is left of this run first."""
+    def withdraw(self, record: TrialRecord) -> None:
+        """Takes back a suggestion that no run began (the study ended before a slot was free)."""
+        if not record.started:
+            self._discard(record.number)
+
+    def started(self, record: TrialRecord, command: list[str], run: dict | None) -> None:
+        """A run of the trial begins. The backend's name for the run is recorded before the
+        trial starts, so a rerun can end what is left of this run first."""
         record.runs += 1
-        record.command, record.keeper = command, keeper
+        record.command, record.run = command, run
         self._set(record.number, "runs", record.runs)
         self._set(record.number, "command", command)
-        self._set(record.number, "keeper", keeper)
+        self._set(record.number, "run", run)
 
-    def measured(self, record: TrialRecord, measurements: list[Measurement],
-                 elapsed_s: float) -> None:
-        record.measurements, record.elapsed_s = measurements, elapsed_s
-        self._set(record.number, "measurements", [[m.step, m.elapsed_s, m.value, m.timestamp]
-                                                  for m in measurements])
-        self._set(record.number, "elapsed_s", round(elapsed_s, 3))
-
-    def finish(self, record: TrialRecord, state: str, value: float | None, reason: str,
+    def finish(self, record: TrialRecord, state: TrialState, value: float | None, reason: str,
                elapsed_s: float) -> None:
         record.state, record.value, record.reason = state, value, reason
         record.elapsed_s = elapsed_s
         if self._storage.get_trial(self._id_of(record.number)).state.is_finished():
             return  # a rival tuner that adopted the same orphan recorded it first
-        self._set(record.number, "state", state)
+        self._set(record.number, "state", state.value)
         self._set(record.number, "reason", reason)
         self._set(record.number, "elapsed_s", round(elapsed_s, 3))
-        if value is not None and math.isfinite(value) and state in (SUCCEEDED, STOPPED):
-            self.optuna.tell(record.number, value)
+        if value is not None and math.isfinite(value) and state in (TrialState.SUCCEEDED,
+                                                                    TrialState.STOPPED):
+            self.optuna.tell(record.number, value, skip_if_finished=True)
         else:  # the sampler learns nothing from it; a stopped trial may have no value yet
-            self.optuna.tell(record.number, state=TrialState.FAIL)
+            self.optuna.tell(record.number, state=OptunaState.FAIL, skip_if_finished=True)
 
 
 class _Suggestions:
     """The suggest_* calls of `Space.suggest` for a trial that already exists (created with its
     owner, or an orphan): Optuna's public API gives a suggesting `Trial` only from `ask()`,
-    which creates a trial, without an owner. Values come as Optuna's `Trial` gives them (checked
-    identical for the three algorithms): one the trial already has (its dead tuner began the
-    suggestion), else the sampler's relative sample, else its independent one."""
+    which creates a trial without an owner, that another tuner could take for an orphan.
+    Values come as Optuna's `Trial` gives them (checked identical for the three algorithms):
+    one the trial already has (its dead tuner began the suggestion), else the sampler's
+    relative sample, else its independent one; the sampler's `before_trial` hook runs first,
+    its `after_trial` when the trial is told."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, trial_id: int):
         self.study, self.storage, self.trial_id = study, storage, trial_id
         self.trial = storage.get_trial(trial_id)
         sampler = study.sampler
+        sampler.before_trial(study, self.trial)
         self.relative = sampler.sample_relative(
             study, self.trial, sampler.infer_relative_search_space(study, self.trial))
 

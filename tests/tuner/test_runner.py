@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tuner import runner
-from tuner.runner import Measurement, Slot, SlotError, make_slots
+from tuner.runner import Slot, SlotError, make_slots
 
 
 # -- slots ------------------------------------------------------------------------------------
@@ -137,19 +137,6 @@ def test_read_hypertune_reports_other_tags(tmp_path):
     path = tmp_path / "output.metrics"
     path.write_text('{"global_step": "0", "accuracy": "0.5", "timestamp": 1.0}\n')
     assert runner.read_hypertune(str(path), "score") == ([], {"accuracy"})
-
-
-def _m(*values):
-    return [Measurement(i + 1, float(i), v, float(i)) for i, v in enumerate(values)]
-
-
-def test_final_measurement_selection():
-    assert runner.select_final(_m(0.5, 0.9, 0.7), maximize=True, best=False) == 0.7
-    assert runner.select_final(_m(0.5, 0.9, 0.7), maximize=True, best=True) == 0.9
-    assert runner.select_final(_m(0.5, 0.9, 0.7), maximize=False, best=True) == 0.5
-    assert runner.select_final(_m(0.5, math.nan), maximize=True, best=True) == 0.5
-    assert math.isnan(runner.select_final(_m(0.5, math.nan), maximize=True, best=False))
-    assert runner.select_final([], maximize=True, best=True) is None
 
 
 # -- processes --------------------------------------------------------------------------------

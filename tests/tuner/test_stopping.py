@@ -1,6 +1,6 @@
 """The automated stopping rules on hand-made curves."""
 from tuner import stopping
-from tuner.runner import Measurement
+from tuner.trial import Measurement
 
 
 def curve(*values, seconds_per_step=1.0):

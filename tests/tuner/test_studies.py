@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 
@@ -360,3 +361,19 @@ def test_a_legacy_config_runs_as_is(tmp_path):
     assert f"python -m tuner convert {legacy} -o {tmp_path / 'legacy.vertex.yaml'}" in \
         result.stdout
     assert f"--config={tmp_path / 'legacy.vertex.yaml'}" in result.stdout
+
+
+def test_nothing_heavy_is_imported_before_the_first_trial_starts(write_config, tmp_path):
+    """The default search's model needs scipy, the plots matplotlib: neither may delay the
+    first trial (Python's own import log, in order with the tuner's lines on one pipe)."""
+    path = write_config(config(maxTrialCount=1, parallelTrialCount=1))
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "tuner", "run", path,
+                             "--output-dir", tmp_path / "study"], env=tuner_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    before = result.stdout.split("trial 1 started")[0]
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0]
+                for line in before.splitlines() if line.startswith("import time:")}
+    assert "optuna" in imported  # the log is there
+    assert not imported & {"scipy", "sklearn", "matplotlib"}

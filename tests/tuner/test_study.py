@@ -1,4 +1,6 @@
-"""Durable study state in-process: budgets under racing tuners, orphans, storages."""
+"""The study in-process: budgets under racing tuners, orphans, storages, and the oracle's
+verdicts (stopping, final values, budgets) without trial processes."""
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from optuna.trial import TrialState
 from tests.tuner.support import config
 from tuner import spec as S
 from tuner import study as study_mod
+from tuner.trial import Exit, Measurement, TrialState as State
 
 
 def _job(**changes):
@@ -53,14 +56,14 @@ def test_a_finished_trial_keeps_its_record(tmp_path):
     record = study.new_trial()
     run = {"host": "h", "boot": "b", "pid": 123, "start": 456}
     study.started(record, ["python", "train.py", "--x=0.5"], run)
-    study.finish(record, study_mod.INFEASIBLE, None, "final score is NaN", 1.5)
+    study.finish(record, State.INFEASIBLE, None, "final score is NaN", 1.5)
     again = study_mod.Study(study_mod.existing_storage(str(tmp_path / "study.journal")), "s",
                             _job(), create=False)
     (kept,) = again.records()
     assert (kept.state, kept.value, kept.reason, kept.elapsed_s, kept.runs) == (
-        study_mod.INFEASIBLE, None, "final score is NaN", 1.5, 1)
+        State.INFEASIBLE, None, "final score is NaN", 1.5, 1)
     assert kept.command == ["python", "train.py", "--x=0.5"]
-    assert kept.keeper == run  # a rerun ends what is left of this run first
+    assert kept.run == run  # a rerun ends what is left of this run first
 
 
 def test_a_dead_tuners_trials_are_orphans_and_a_live_ones_are_not(tmp_path):
@@ -114,3 +117,132 @@ def test_a_study_remembers_its_search_space(tmp_path):
     with pytest.raises(study_mod.StudyMismatch, match="algorithm is 'RANDOM_SEARCH' there"):
         study_mod.Study(storage, "s", changed)
     study_mod.Study(storage, "s", _job(maxTrialCount=9))  # budgets may change between runs
+
+
+# -- the oracle, without processes -------------------------------------------------------------
+
+def _m(*values):
+    return [Measurement(i + 1, float(i), v, float(i)) for i, v in enumerate(values)]
+
+
+def _oracle(**changes):
+    doc = config(**changes)
+    doc["studySpec"].setdefault("algorithm", "RANDOM_SEARCH")
+    return study_mod.Study(optuna.storages.InMemoryStorage(), "s", S.parse(doc), seed=0)
+
+
+def test_final_measurement_selection():
+    select = study_mod.select_final
+    assert select(_m(0.5, 0.9, 0.7), maximize=True, best=False) == 0.7
+    assert select(_m(0.5, 0.9, 0.7), maximize=True, best=True) == 0.9
+    assert select(_m(0.5, 0.9, 0.7), maximize=False, best=True) == 0.5
+    assert select(_m(0.5, math.nan), maximize=True, best=True) == 0.5
+    assert math.isnan(select(_m(0.5, math.nan), maximize=True, best=False))
+    assert select([], maximize=True, best=True) is None
+
+
+@pytest.mark.parametrize("measurement,final", [("LAST_MEASUREMENT", 0.7),
+                                               ("BEST_MEASUREMENT", 0.9)])
+def test_complete_takes_the_final_value_the_spec_asks_for(measurement, final):
+    oracle = _oracle(study={"measurementSelectionType": measurement})
+    record = oracle.suggest()
+    oracle.report(record, _m(0.5, 0.9, 0.7), 3.0)
+    done = oracle.complete(record, Exit(0, 3.5))
+    assert (done.state, done.value, done.reason, done.elapsed_s) == (
+        State.SUCCEEDED, final, "", 3.5)
+    (kept,) = oracle.records()
+    assert (kept.state, kept.value) == (State.SUCCEEDED, final)
+    assert oracle.optuna.trials[0].value == final  # what the sampler learns from
+
+
+@pytest.mark.parametrize("values,end,state,reason", [
+    ((0.5,), Exit(3, 1.0, tail=("ValueError: bad",)), State.FAILED, "exit code 3: ValueError: bad"),
+    ((), Exit(-9, 1.0), State.FAILED, "killed by SIGKILL"),
+    ((), Exit(None, 0.0, tail=("Permission denied: /x",)), State.FAILED,
+     "cannot start the trial: Permission denied: /x"),
+    ((), Exit(0, 1.0, reported=frozenset({"accuracy"})), State.INFEASIBLE,
+     "reported no value for 'score' (it reported accuracy)"),
+    ((math.nan,), Exit(0, 1.0), State.INFEASIBLE, "final score is NaN"),
+    ((0.4,), Exit(-15, 1.0, stopped="median rule: ..."), State.STOPPED, "median rule: ..."),
+])
+def test_complete_judges_how_a_run_ended(values, end, state, reason):
+    oracle = _oracle()
+    record = oracle.suggest()
+    oracle.report(record, _m(*values), 1.0)
+    done = oracle.complete(record, end)
+    assert (done.state, done.reason) == (state, reason)
+    assert done.value == (0.4 if state is State.STOPPED else None)
+    assert oracle.optuna.trials[0].state == (TrialState.COMPLETE if state is State.STOPPED
+                                             else TrialState.FAIL)
+
+
+def test_report_records_intermediate_values_and_says_when_the_median_rule_stops():
+    oracle = _oracle(maxTrialCount=5, study={"medianAutomatedStoppingSpec": {}})
+    for values in ((0.5, 0.7, 0.8), (0.6, 0.75, 0.82), (0.55, 0.72, 0.9)):
+        record = oracle.suggest()
+        assert oracle.report(record, _m(*values), 3.0) is None  # too few completed trials
+        oracle.complete(record, Exit(0, 3.0))
+    good, bad = oracle.suggest(), oracle.suggest()
+    assert oracle.report(good, _m(0.6), 1.0) is None  # one measurement: too early to judge
+    assert oracle.report(good, _m(0.6, 0.8), 2.0) is None
+    reason = oracle.report(bad, _m(0.1, 0.2), 2.0)
+    assert reason.startswith("median rule: best 0.2 by step 2")
+    trials = oracle.optuna.get_trials()
+    assert trials[3].intermediate_values == {1: 0.6, 2: 0.8}
+    assert trials[0].intermediate_values == {1: 0.5, 2: 0.7, 3: 0.8}
+
+
+@pytest.mark.parametrize("limit,outcomes,failed", [
+    (None, ["FAILED"], "a trial failed before any succeeded"),
+    (None, ["SUCCEEDED", "INFEASIBLE"], None),
+    (None, ["SUCCEEDED", "FAILED", "FAILED"], "2 trials failed against 1 succeeded"),
+    (2, ["FAILED"], None),
+    (2, ["FAILED", "INFEASIBLE"], "2 trials failed (maxFailedTrialCount is 2)"),
+])
+def test_the_failure_budget(limit, outcomes, failed):
+    oracle = _oracle(maxTrialCount=9, **({"maxFailedTrialCount": limit} if limit else {}))
+    for outcome in outcomes:
+        record = oracle.suggest()
+        if outcome == "SUCCEEDED":
+            oracle.report(record, _m(0.5), 1.0)
+        oracle.complete(record, Exit(0 if outcome != "FAILED" else 1, 1.0))
+    verdict = oracle.budget_exhausted()
+    if failed is None:
+        assert verdict is None
+    else:
+        assert verdict.failed and verdict.message.startswith(failed)
+
+
+def test_the_trial_budget_and_the_grid_end_suggestions():
+    oracle = _oracle(maxTrialCount=2)
+    first, second = oracle.suggest(), oracle.suggest()
+    assert oracle.suggest() is None
+    verdict = oracle.budget_exhausted()
+    assert verdict is not None and not verdict.failed  # the running trials finish first
+    grid = _oracle(maxTrialCount=9, study={"algorithm": "GRID_SEARCH", "parameters": [
+        {"parameterId": "x", "discreteValueSpec": {"values": [0.1, 0.2, 0.3]}}]})
+    assert [grid.suggest().parameters["x"] for _ in range(3)] == [0.1, 0.2, 0.3]
+    assert grid.suggest() is None and not grid.budget_exhausted().failed
+
+
+def test_a_suggestion_withdrawn_before_it_ran_leaves_no_trial():
+    oracle = _oracle(maxTrialCount=2)
+    ran, ahead = oracle.suggest(), oracle.suggest()
+    oracle.started(ran, ["python", "t.py"], None)
+    oracle.withdraw(ran)  # it ran: it stays
+    oracle.withdraw(ahead)
+    assert [r.trial_id for r in oracle.records()] == ["1"]
+
+
+def test_optuna_visualization_draws_the_curves_from_the_storage(tmp_path):
+    storage, _ = study_mod.storage_for(str(tmp_path), None)
+    oracle = study_mod.Study(storage, "s", _job(maxTrialCount=2))
+    for values in ((0.2, 0.5), (0.3, 0.4, 0.6)):
+        record = oracle.suggest()
+        oracle.report(record, _m(*values), 1.0)
+        oracle.complete(record, Exit(0, 1.0))
+    loaded = optuna.load_study(study_name="s", storage=study_mod.existing_storage(
+        str(tmp_path / "study.journal")))
+    figure = optuna.visualization.plot_intermediate_values(loaded)
+    curves = sorted((list(t.x), list(t.y)) for t in figure.data)
+    assert curves == [([1, 2], [0.2, 0.5]), ([1, 2, 3], [0.3, 0.4, 0.6])]
