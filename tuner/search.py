@@ -3,14 +3,24 @@
 GRID_SEARCH enumerates the tree's feasible points in a fixed order (trial n gets point n),
 RANDOM_SEARCH samples uniformly in each parameter's scale, and ALGORITHM_UNSPECIFIED is
 Bayesian optimisation with `GPSampler`: a Gaussian process with priors on its hyperparameters
-(tuner/gp.py), log expected improvement maximised by random candidates then L-BFGS over the
-numeric parameters, rounded to their domain inside the acquisition. Why: chosen by
-bench/sampler_bench.py (in-process regret, 15 studies a cell; figures in bench/RESULTS.md),
-against the earlier scikit-learn GP with EI over random candidates, measured in the same run:
-at 20 trials 2-2.6x lower median regret on a smooth 2-D, a 6-D multimodal and a mixed space
-(3.1x below random search on the mixed one, where the old GP was 1.2x), worse on a noisy 6-D
-and a conditional space, at a third to a fifth of the time a suggestion (0.23 s at 100
-trials). Optuna's TPE was no better than the old GP; Optuna's GPSampler needs PyTorch.
+(tuner/gp.py), log expected improvement maximised over random candidates, perturbations of the
+best trials and a trust region around the best, then L-BFGS over the numeric parameters,
+rounded to their domain inside the acquisition. Why, measured by bench/search_quality.py
+(in-process simple regret after 20 trials, medians of 15 studies a problem; bench/RESULTS.md
+sections 5 and 7): against the earlier scikit-learn GP, 2-2.6x lower regret on a smooth 2-D,
+a 6-D multimodal and a mixed space at a fifth of the time. Then, one change at a time on the
+five problems: 3 start-up trials instead of 5 (hartmann6 0.66 -> 0.56, noisy 1.69 -> 0.86,
+mixed and branin within noise), the trust region (perturbations of sd 0.02, 0.05, 0.2 around
+the best; hartmann6 0.56 -> 0.35, mixed 0.025 -> 0.020, but noisy 0.86 -> 1.41: its median
+moves that much with any small change, e.g. 0.97 with 2 polished candidates) and one
+hyperparameter start instead of two (no worse anywhere, half the fit's time). Measured and
+not taken: a wider noise prior (noisy 1.69 -> 1.21 but hartmann6 0.66 -> 0.84), 128
+candidates (hartmann6 0.35 -> 0.60), 2 polished instead of 4 (hartmann6 0.29 -> 0.59), and for
+pending trials, instead of believing them at the GP's mean: at mean - sd, at mean + sd, without
+raising the incumbent, excluding a radius around them, and Thompson sampling; none better on hartmann6, branin and mixed at once
+(e.g. hartmann6 with 4 pending 1.65 believed at the mean, 2.0 excluded within 0.1, 2.04 by
+Thompson sampling). Optuna's TPE was no better than the old GP; Optuna's GPSampler needs
+PyTorch.
 
 Optuna sees one distribution per node of the tree. Its name is the parameterId, made unique
 with `#k` when disjoint siblings share an id. Reverse-log parameters are sampled as their
@@ -35,6 +45,8 @@ from tuner import gp
 from tuner import spec as S
 
 INACTIVE = -0.5  # feature of a parameter that is inactive in a trial: outside the unit box
+LOCAL_SCALES = (0.02, 0.05, 0.2)  # sd of the perturbations around the best, in unit scale
+POLISHED = 4  # candidates polished by L-BFGS
 
 
 @dataclass(frozen=True)
@@ -281,11 +293,13 @@ class GPSampler(RandomTreeSampler):
     the GP's own prediction (a "kriging believer"), which collapses the uncertainty around
     them so parallel suggestions spread out. Conditional parameters that are inactive in a
     trial get a constant feature outside the unit box. The acquisition is maximised over
-    random points of the tree plus perturbations of the best trials, then the best few are
-    polished by L-BFGS over their numeric parameters, rounded to the domain and scored again.
+    random points of the tree, perturbations of the three best trials (best by the GP's mean,
+    not by their noisy values) and a trust region of several sizes around the best one; the
+    best few are polished by L-BFGS over their numeric parameters, rounded to the domain and
+    scored again.
     """
 
-    def __init__(self, space: Space, *, seed: int | None = None, n_startup_trials: int = 5,
+    def __init__(self, space: Space, *, seed: int | None = None, n_startup_trials: int = 3,
                  n_candidates: int = 256):
         super().__init__(space, seed=seed)
         self._n_startup = n_startup_trials
@@ -312,7 +326,8 @@ class GPSampler(RandomTreeSampler):
         x = np.array([self._space.features(t.params) for t in done])
         try:
             model = gp.fit(x, np.array([sign * t.value for t in done]))
-            incumbent = float(np.max(model.predict(x)[0]))
+            mean = model.predict(x)[0]
+            incumbent = float(np.max(mean))
             if pending:  # believed at the GP's mean: no improvement expected where they run
                 xp = np.array([self._space.features(t.params) for t in pending])
                 believed = model.predict(xp)[0]
@@ -320,7 +335,8 @@ class GPSampler(RandomTreeSampler):
                 incumbent = max(incumbent, float(np.max(believed)))
         except np.linalg.LinAlgError:
             return self._spread([t.params for t in done + pending], rng)
-        best = [t.params for t in sorted(done, key=lambda t: -sign * t.value)[:3]]
+        # the best by the model, not by the observed value: with noise the luckiest trial
+        best = [done[i].params for i in np.argsort(-mean, kind="stable")[:3]]
         taken = {tuple(self._space.features(t.params)) for t in done + pending}
         return self._maximise(model, incumbent, best, taken, rng)
 
@@ -341,9 +357,12 @@ class GPSampler(RandomTreeSampler):
         for params in best:
             candidates += [self._perturb(params, 0.1, rng)
                            for _ in range(self._n_candidates // 8)]
+        for scale in LOCAL_SCALES:  # a trust region of several sizes around the best
+            candidates += [self._perturb(best[0], scale, rng)
+                           for _ in range(self._n_candidates // 8)]
         scores = self._score(model, candidates, incumbent)
         order = np.argsort(-scores)
-        for i in order[:4]:
+        for i in order[:POLISHED]:
             polished = self._polish(model, candidates[i], incumbent)
             candidates.append(polished)
             scores = np.append(scores, self._score(model, [polished], incumbent))

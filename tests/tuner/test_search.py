@@ -263,3 +263,53 @@ def test_no_scipy_or_sklearn_before_the_gp_is_needed():
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_gp_starts_after_three_trials():
+    """Three start-up trials, then the model: at 20 trials every start-up trial is one the
+    model did not choose (5 start-up trials were worse on 3 of 5 benchmark problems)."""
+    space = search.Space(_job([{"parameterId": n, "doubleValueSpec": {"minValue": 0.0,
+                                                                     "maxValue": 1.0}}
+                               for n in ("a", "b")]).parameters)
+    up = _ask(space, search.GPSampler(space, seed=2), 4, objective=lambda v: v["a"])
+    down = _ask(space, search.GPSampler(space, seed=2), 4, objective=lambda v: -v["a"])
+    assert up[:3] == down[:3]
+    assert up[3]["a"] > down[3]["a"]
+
+
+def test_gp_suggestions_depend_only_on_the_seed_and_the_trials():
+    """Two processes' worth of the same study (3 pending at the end) suggest the same points:
+    nothing is carried from one suggestion to the next but the study."""
+    space = search.Space(_job(TREE).parameters)
+
+    def objective(v):
+        return v["layers"] + (v["optimizer"] == "sgd")
+
+    first = _ask(space, search.GPSampler(space, seed=5), 9, objective=objective, pending=3)
+    again = _ask(space, search.GPSampler(space, seed=5), 9, objective=objective, pending=3)
+    assert first == again
+
+
+def test_the_acquisition_looks_closely_around_the_best_trial():
+    """A trust region: among the candidates scored, dozens lie within 0.1 (unit scale) of the
+    model's best trial, where a 6-D search with 20 trials refines (hartmann6 regret 0.66 ->
+    0.35 with it, 15 studies)."""
+    parameters = [{"parameterId": f"x{i}", "doubleValueSpec": {"minValue": 0.0, "maxValue": 1.0}}
+                  for i in range(3)]
+    space = search.Space(_job(parameters).parameters)
+    scored = []
+
+    class Spy(search.GPSampler):
+        def _score(self, model, candidates, incumbent):
+            if len(candidates) > 1:  # the batch, not a polished candidate: the last suggestion's
+                scored[:] = candidates
+            return super()._score(model, candidates, incumbent)
+
+    def objective(v):
+        return -sum((v[f"x{i}"] - 0.3) ** 2 for i in range(3))
+
+    values = _ask(space, Spy(space, seed=1), 9, objective=objective)
+    best = max(values[:8], key=objective)
+    near = [c for c in scored
+            if math.dist([c[f"x{i}"] for i in range(3)], [best[f"x{i}"] for i in range(3)]) < 0.1]
+    assert len(near) >= 48, len(near)
