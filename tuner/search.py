@@ -16,10 +16,10 @@ moves that much with any small change, e.g. 0.97 with 2 polished candidates) and
 hyperparameter start instead of two (no worse anywhere, half the fit's time). Measured and
 not taken: a wider noise prior (noisy 1.69 -> 1.21 but hartmann6 0.66 -> 0.84), 128
 candidates (hartmann6 0.35 -> 0.60), 2 polished instead of 4 (hartmann6 0.29 -> 0.59), and for
-pending trials, instead of believing them at the GP's mean: at mean - sd, at mean + sd, without
-raising the incumbent, excluding a radius around them, and Thompson sampling; none better on hartmann6, branin and mixed at once
-(e.g. hartmann6 with 4 pending 1.65 believed at the mean, 2.0 excluded within 0.1, 2.04 by
-Thompson sampling). Optuna's TPE was no better than the old GP; Optuna's GPSampler needs
+pending trials, instead of believing them at the GP's mean: at mean - sd, at mean + sd,
+without raising the incumbent, excluding a radius around them, and Thompson sampling; none
+better on hartmann6, branin and mixed at once (e.g. hartmann6 with 4 pending: 1.65 believed at
+the mean, 2.0 excluded within 0.1, 2.04 by Thompson sampling). Optuna's TPE was no better than the old GP; Optuna's GPSampler needs
 PyTorch.
 
 Optuna sees one distribution per node of the tree. Its name is the parameterId, made unique
