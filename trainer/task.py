@@ -4,9 +4,11 @@ Exit codes (DESIGN.md 3.2): 0 done; 2 bad usage or configuration, found before a
 trained or written (output dirs another run is using included); 1 a failure during the run,
 or SIGTERM (during start-up or training). The last line of stderr says why.
 """
+import json
 import logging
 import os
 import signal
+import socket
 import sys
 import traceback
 
@@ -79,12 +81,27 @@ def _refuse_finished_run(config) -> None:
             "--job_dir, or --overwrite to train again into it")
 
 
+def _on_this_machine(cluster_spec: str) -> bool:
+    """Whether every replica of a CLUSTER_SPEC is on this machine: `trainer.launch` (loopback by
+    default) sets one as Vertex does, and its outputs are on a disk that stays."""
+    try:
+        pools = json.loads(cluster_spec).get("cluster", {})
+        hosts = {address.rsplit(":", 1)[0].strip("[]") for addresses in pools.values()
+                 for address in addresses}
+    except (ValueError, AttributeError, TypeError):
+        return False
+    local = {"localhost", socket.gethostname()}
+    return bool(hosts) and all(h in local or h.startswith("127.") or h == "::1" for h in hosts)
+
+
 def _warn_if_outputs_are_lost(config) -> None:
     """On Vertex AI without baseOutputDirectory, a container's local disk disappears with the job.
 
-    A local tuning study also sets CLUSTER_SPEC, but always with AIP_MODEL_DIR: no warning there.
+    A local tuning study also sets CLUSTER_SPEC, but always with AIP_MODEL_DIR; `trainer.launch`
+    sets it with this machine's addresses: no warning there.
     """
-    on_vertex = "CLUSTER_SPEC" in os.environ or "CLOUD_ML_JOB_ID" in os.environ
+    spec = os.environ.get("CLUSTER_SPEC")
+    on_vertex = "CLOUD_ML_JOB_ID" in os.environ or (spec is not None and not _on_this_machine(spec))
     local = [d for d in (config.model_dir, config.checkpoint_dir) if not d.startswith(("gs://", "/gcs/"))]
     if on_vertex and "AIP_MODEL_DIR" not in os.environ and local:
         logging.getLogger("trainer").warning(
