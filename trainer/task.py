@@ -4,12 +4,14 @@ Exit codes (DESIGN.md 3.2): 0 done; 2 bad usage or configuration, found before a
 trained or written (output dirs another run is using included); 1 a failure during the run,
 or SIGTERM (during start-up or training). The last line of stderr says why.
 """
+import dataclasses
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+import time
 import traceback
 
 from absl import flags
@@ -69,16 +71,23 @@ def parse(argv) -> config_lib.Config:
         except OSError as e:
             raise ConfigError(f"--{flag}: cannot write to {path} ({e.strerror or e}); "
                               "choose a writable directory") from None
-    _refuse_finished_run(config)
-    return config
+    return _refuse_finished_run(config)
 
 
-def _refuse_finished_run(config) -> None:
+def _refuse_finished_run(config) -> config_lib.Config:
+    """A finished run is kept unless --overwrite; then the new run's TensorBoard logs go to a folder
+    of their own beside the old ones (TensorBoard shows each as a run), not on top of them."""
     finished = storage.read_text(storage.join(config.model_dir, config_lib.METRICS_FILE))
-    if finished and config.cluster.is_chief and not config.overwrite:
-        raise ConfigError(
-            f"{config.model_dir} already holds a finished run ({config_lib.METRICS_FILE}); pass another "
-            "--job_dir, or --overwrite to train again into it")
+    if not finished:
+        return config
+    if not config.overwrite:
+        if config.cluster.is_chief:
+            raise ConfigError(
+                f"{config.model_dir} already holds a finished run ({config_lib.METRICS_FILE}); pass another "
+                "--job_dir, or --overwrite to train again into it")
+        return config
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return dataclasses.replace(config, tensorboard_dir=storage.join(config.tensorboard_dir, f"overwrite-{stamp}"))
 
 
 def _on_this_machine(cluster_spec: str) -> bool:

@@ -231,3 +231,19 @@ def test_a_local_multi_worker_launch_is_not_warned_about_lost_outputs(tmp_path):
             '"environment": "cloud", "task": {"type": "workerpool0", "index": 0}}')
     result = run_trainer(tmp_path, "--epochs=1", f"--job_dir={tmp_path}/a", env=trainer_env(tmp_path, CLUSTER_SPEC=spec))
     assert result.returncode == 0 and "they are lost" not in result.stderr
+
+
+def test_overwrite_keeps_the_old_tensorboard_logs_apart_from_the_new_ones(tmp_path):
+    """Each run's curves once: the new run's events in a folder of their own, the old ones untouched."""
+    job = tmp_path / "job"
+    assert run_trainer(tmp_path, "--epochs=1", f"--job_dir={job}").returncode == 0
+    logs = job / "logs"
+    before = {p: p.stat().st_mtime_ns for p in logs.rglob("*") if p.is_file()}
+    assert any("tfevents" in p.name for p in before)
+    again = run_trainer(tmp_path, "--epochs=1", f"--job_dir={job}", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    (new_run,) = [p for p in logs.iterdir() if p.name.startswith("overwrite-")]
+    assert {"train", "validation"} <= {p.parent.name for p in new_run.rglob("*tfevents*")}
+    assert f"TensorBoard logs:   {new_run}" in again.stdout
+    after = {p: p.stat().st_mtime_ns for p in logs.rglob("*") if p.is_file() and new_run not in p.parents}
+    assert after == before  # the old run's event files, as they were
