@@ -10,6 +10,7 @@ import dataclasses
 import fcntl
 import math
 import os
+import socket
 
 import numpy as np
 import tensorflow as tf
@@ -52,18 +53,47 @@ class Datasets:
                 .with_options(_options()))
 
 
+DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # TFDS's own mirror, tried first for every dataset
+PROBE_TIMEOUT_S = 5.0
+
+
+def _offline_hint(config: Config) -> str:
+    return (f"prepare it where there is network (python -c \"import tensorflow_datasets as tfds; "
+            f"tfds.builder('{config.dataset}', data_dir='DIR').download_and_prepare()\"), copy DIR here "
+            "and pass --data_dir=DIR")
+
+
+def _check_download_possible(config: Config) -> None:
+    """TFDS retries a download that cannot work for minutes, with a page of stderr each time: one
+    connection attempt says at once whether it can (before anything is written: a usage error, exit 2).
+    Behind a proxy, TFDS is left to find out."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    try:
+        socket.create_connection(DOWNLOAD_HOST, timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(f"--dataset={config.dataset} is not prepared in {config.data_dir or 'the TFDS default dir'} "
+                          f"and cannot be downloaded: {DOWNLOAD_HOST[0]} is not reachable ({e.strerror or e}); "
+                          + _offline_hint(config)) from None
+
+
 def _builder(config: Config):
     if config.dataset == BUILTIN_DATASET:
         from trainer.datasets import uci_digits  # noqa: F401,PLC0415  (registers the builder)
     try:
         with _prepare_lock(config.data_dir):  # the builder reads what is prepared when it is made
             builder = tfds.builder(config.dataset, data_dir=config.data_dir)
+            if config.dataset != BUILTIN_DATASET and not tf.io.gfile.exists(
+                    os.path.join(builder.data_dir, "dataset_info.json")):
+                _check_download_possible(config)
             builder.download_and_prepare()
+    except ConfigError:
+        raise
     except Exception as e:  # TFDS raises many types here: network, checksum, permissions
         raise RunError(
             f"could not prepare dataset {config.dataset!r} in {config.data_dir or 'the TFDS default dir'}: "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-            "(offline? prepare it where there is network and pass --data_dir)") from e
+            f"(offline? {_offline_hint(config)})") from e
     return builder
 
 

@@ -247,3 +247,17 @@ def test_overwrite_keeps_the_old_tensorboard_logs_apart_from_the_new_ones(tmp_pa
     assert f"TensorBoard logs:   {new_run}" in again.stdout
     after = {p: p.stat().st_mtime_ns for p in logs.rglob("*") if p.is_file() and new_run not in p.parents}
     assert after == before  # the old run's event files, as they were
+
+
+def test_a_dataset_that_cannot_be_downloaded_fails_at_once_with_one_line(tmp_path):
+    """Offline for real (a network namespace with no network): TFDS would retry for minutes."""
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a network namespace here (unshare -n)")
+    result = subprocess.run(["unshare", "-n", sys.executable, "-m", "trainer.task", "--dataset=mnist",
+                             f"--data_dir={tmp_path / 'data'}", f"--job_dir={tmp_path / 'job'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=trainer_env(tmp_path))
+    assert result.returncode == 2
+    assert last_line(result.stderr).startswith(f"error: --dataset=mnist is not prepared in {tmp_path / 'data'} and "
+                                               "cannot be downloaded: storage.googleapis.com is not reachable")
+    assert "--data_dir=DIR" in last_line(result.stderr) and "Traceback" not in result.stderr
+    assert not (tmp_path / "job").exists()
