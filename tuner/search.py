@@ -335,7 +335,7 @@ class GPSampler(RandomTreeSampler):
                 incumbent = max(incumbent, float(np.max(believed)))
         except np.linalg.LinAlgError:
             return self._spread([t.params for t in done + pending], rng)
-        # the best by the model, not by the observed value: with noise the luckiest trial
+        # best by the model, not by the observed value, which under noise is the luckiest trial
         best = [done[i].params for i in np.argsort(-mean, kind="stable")[:3]]
         taken = {tuple(self._space.features(t.params)) for t in done + pending}
         return self._maximise(model, incumbent, best, taken, rng)
