@@ -314,8 +314,8 @@ class GPSampler(RandomTreeSampler):
                    if t.number != trial.number and t.params]
         if len(done) + len(pending) < self._n_startup or len(done) < 2:
             return self._spread([t.params for t in done + pending], rng)
-        # scikit-learn's dependency (pinned with it). One BLAS thread: on matrices this small
-        # more threads only spin (4x the CPU time, measured), taken from the running trials.
+        # One BLAS thread: on matrices this small more threads only spin (4x the CPU time,
+        # measured), taken from the running trials.
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"):
