@@ -167,6 +167,17 @@ def _command_problem(command: list[str]) -> str | None:
     return None
 
 
+def _goals(job: S.TuningJob) -> str:
+    """Every metric with its goal, e.g. "accuracy MAXIMIZE, latency MINIMIZE"."""
+    return ", ".join(f"{m.id} {m.goal}" for m in job.metrics)
+
+
+def _search_words(job: S.TuningJob) -> str:
+    if len(job.metrics) > 1 and job.algorithm == S.BAYESIAN:
+        return "multi-objective TPE (Optuna's; the Gaussian process models one metric)"
+    return ALGORITHM_WORDS[job.algorithm]
+
+
 def _disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -178,7 +189,7 @@ def _disk_full(exc: OSError) -> bool:
 def cmd_validate(args, _command) -> int:
     job = _load(args)
     shape = (f"{job.max_trial_count} trials, {job.parallel_trial_count} in parallel, "
-             f"{job.algorithm}, metric {job.metric} {job.goal}, "
+             f"{job.algorithm}, metric{'s' if len(job.metrics) > 1 else ''} {_goals(job)}, "
              f"{len(job.walk())} parameters")
     if job.dialect == "legacy":
         print(f"OK: {args.config} is a valid legacy AI Platform config ({shape}). "
@@ -266,8 +277,8 @@ def _dry_run(args, job, slots, command, origin, output_dir) -> int:
     from tuner.backends.local import DryRun
     from tuner.study import Study
 
-    print(f"dry run of {args.config} ({job.dialect}): {job.metric} {job.goal}, "
-          f"{ALGORITHM_WORDS[job.algorithm]}, {job.max_trial_count} trials, "
+    print(f"dry run of {args.config} ({job.dialect}): {_goals(job)}, "
+          f"{_search_words(job)}, {job.max_trial_count} trials, "
           f"{job.parallel_trial_count} at a time on {_describe_slots(slots)}")
     print(f"trial command ({origin}): {shlex.join(command)}")
     print("each trial inherits this environment minus TF_CONFIG, CLUSTER_SPEC, "
@@ -336,7 +347,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
                          (json.dumps(state, indent=2) + "\n").encode())
     view = results.LiveView(job)
     before = study.records()
-    print(f"study {name!r}: {job.metric} {job.goal}, {ALGORITHM_WORDS[job.algorithm]}, up to "
+    print(f"study {name!r}: {_goals(job)}, {_search_words(job)}, up to "
           f"{study.trial_limit} trials, {len(slots)} at a time on {_describe_slots(slots)}")
     print(f"output: {output_dir}  storage: {storage_name}")
     if before:
@@ -351,7 +362,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     def refresh(plots=False):
         rows = results.rows_from_records(job, study.records())
         return rows, results.write_files(output_dir, rows, parameter_ids, maximize, job.metric,
-                                         plots=plots)
+                                         plots=plots, objectives=results.objectives(job))
 
     controller = Controller(study, LocalBackend(slots, output_dir, command, job), view,
                             on_change=refresh)
@@ -452,7 +463,8 @@ def _local_results(args) -> int:
     rows = results.rows_from_records(job, study.records())
     os.makedirs(target, exist_ok=True)
     written = results.write_files(target, rows, job.parameter_ids(),
-                                  job.goal == S.MAXIMIZE, job.metric, plots=True)
+                                  job.goal == S.MAXIMIZE, job.metric, plots=True,
+                                  objectives=results.objectives(job))
     config = os.path.relpath(state["config"])
     print(results.summary(job, rows, config_path=state["config"] if config.startswith("..")
                           else config,

@@ -9,6 +9,12 @@ Files written into the study's output dir (replaced whole, never left half-writt
   SUCCEEDED trial).
 - `history.png`, `parallel_coordinates.png`, `curves.png`.
 
+With several metrics (`objectives`), `value` in trials.csv is one column per metricId,
+`best_trial.json` holds `metrics` ({metricId: goal}) and `pareto_front`: the SUCCEEDED trials
+no other beats on every metric (trial_id, values, parameters, command), best first metric
+first, and `pareto_front.png` shows them among the others, for each pair of metrics. History,
+parallel coordinates and curves show the first metric.
+
 The same table can be built from a cloud job's outputs, `<base>/<trial id>/model/metrics.json`
 as the trainer writes them, through google-cloud-storage.
 """
@@ -31,7 +37,6 @@ from dataclasses import dataclass, field
 from tuner import spec as S
 from tuner.trial import TrialRecord, TrialState
 
-FIXED_COLUMNS = ("trial_id", "state", "value", "steps", "elapsed_s")
 SUBMIT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "scripts", "submit_hptuning.sh")
 REFRESH_S = 1.0
@@ -50,10 +55,18 @@ class Row:
     reason: str = ""
     command: list[str] = field(default_factory=list)
     curve: list[tuple[int, float]] = field(default_factory=list)
+    values: tuple[float, ...] | None = None  # every metric's final value (several metrics)
+
+
+def objectives(job: S.TuningJob) -> tuple[tuple[str, bool], ...]:
+    """(metricId, maximize) of each metric of a multi-metric study; () with one metric."""
+    if len(job.metrics) == 1:
+        return ()
+    return tuple((m.id, m.goal == S.MAXIMIZE) for m in job.metrics)
 
 
 def _steps(record: TrialRecord) -> int:
-    steps = [m.step for m in record.measurements]
+    steps = [m.step for m in record.measurements if m.metric is None]  # the first metric's
     return max(steps) if any(steps) else len(steps)
 
 
@@ -63,7 +76,8 @@ def rows_from_records(job: S.TuningJob, records: list[TrialRecord]) -> list[Row]
         formats.setdefault(p.id, p)
     return [Row(r.trial_id, r.state, r.value, _steps(r), round(r.elapsed_s, 1),
                 {k: formats[k].format(v) for k, v in r.parameters.items() if k in formats},
-                r.reason, r.command, [(m.step, m.value) for m in r.measurements])
+                r.reason, r.command,
+                [(m.step, m.value) for m in r.measurements if m.metric is None], r.values)
             for r in records if r.started]  # not one suggested ahead that never ran
 
 
@@ -105,9 +119,32 @@ def best_row(rows: list[Row], maximize: bool) -> Row | None:
     return sort_rows(done, maximize)[0] if done else None
 
 
-def table(rows: list[Row], metric: str, parameter_ids: list[str], width: int = 60) -> str:
-    header = ["trial", "state", metric, "steps", "elapsed_s", *parameter_ids, "reason"]
-    lines = [[r.trial_id, r.state, _fmt(r.value), str(r.steps), _fmt(r.elapsed_s),
+def pareto_front(rows: list[Row], objectives: tuple[tuple[str, bool], ...]) -> list[Row]:
+    """The SUCCEEDED trials that no other is at least as good as on every metric and better
+    on one, best first metric first."""
+    signs = [1.0 if maximize else -1.0 for _, maximize in objectives]
+    done = [(r, [s * v for s, v in zip(signs, r.values)]) for r in rows
+            if r.state == TrialState.SUCCEEDED and r.values
+            and all(math.isfinite(v) for v in r.values)]
+
+    def beats(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    front = [r for r, score in done if not any(beats(other, score) for _, other in done)]
+    return sort_rows(front, objectives[0][1])
+
+
+def _values(row: Row, count: int) -> list:
+    """The row's final value of each of `count` metrics, for a table line."""
+    return list(row.values) if row.values else [row.value if count == 1 else None] * count
+
+
+def table(rows: list[Row], metric: str, parameter_ids: list[str], width: int = 60, *,
+          objectives: tuple[tuple[str, bool], ...] = ()) -> str:
+    metrics = [m for m, _ in objectives] or [metric]
+    header = ["trial", "state", *metrics, "steps", "elapsed_s", *parameter_ids, "reason"]
+    lines = [[r.trial_id, r.state, *map(_fmt, _values(r, len(metrics))), str(r.steps),
+              _fmt(r.elapsed_s),
               *[_short(r.parameters.get(p, "")) for p in parameter_ids],
               r.reason if len(r.reason) <= width else r.reason[:width - 3] + "..."]
              for r in rows]
@@ -133,18 +170,32 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maximize: bool,
-                metric: str, *, plots: bool) -> list[str]:
+                metric: str, *, plots: bool,
+                objectives: tuple[tuple[str, bool], ...] = ()) -> list[str]:
     """Writes trials.csv, best_trial.json (if a trial succeeded) and the plots; returns names."""
+    metrics = [m for m, _ in objectives] or ["value"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*FIXED_COLUMNS, *parameter_ids, "reason"])
+    writer.writerow(["trial_id", "state", *metrics, "steps", "elapsed_s", *parameter_ids,
+                     "reason"])
     for r in sorted(rows, key=lambda r: _as_int(r.trial_id)):
-        writer.writerow([r.trial_id, r.state, "" if r.value is None else repr(r.value), r.steps,
-                         r.elapsed_s, *[r.parameters.get(p, "") for p in parameter_ids],
+        writer.writerow([r.trial_id, r.state,
+                         *["" if v is None else repr(v) for v in _values(r, len(metrics))],
+                         r.steps, r.elapsed_s, *[r.parameters.get(p, "") for p in parameter_ids],
                          r.reason])
     write_atomic(os.path.join(output_dir, "trials.csv"), out.getvalue().encode())
     written = ["trials.csv"]
-    best = best_row(rows, maximize)
+    front = pareto_front(rows, objectives) if objectives else []
+    best = None if objectives else best_row(rows, maximize)
+    if front:
+        document = {"metrics": {m: "MAXIMIZE" if up else "MINIMIZE" for m, up in objectives},
+                    "pareto_front": [{"trial_id": r.trial_id, "values": dict(zip(metrics,
+                                                                               r.values)),
+                                      "parameters": r.parameters,
+                                      "command": shlex.join(r.command)} for r in front]}
+        write_atomic(os.path.join(output_dir, "best_trial.json"),
+                     (json.dumps(document, indent=2) + "\n").encode())
+        written.append("best_trial.json")
     if best:
         document = {"trial_id": best.trial_id, "value": best.value,
                     "parameters": best.parameters, "command": shlex.join(best.command)}
@@ -153,6 +204,8 @@ def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
         written.append("best_trial.json")
     if plots and any(r.value is not None for r in rows):
         written += write_plots(output_dir, rows, parameter_ids, maximize, metric)
+    if plots and front:
+        written.append(write_pareto_plot(output_dir, rows, front, objectives))
     return written
 
 
@@ -178,6 +231,48 @@ def write_plots(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
         plt.close(figure)
         write_atomic(os.path.join(output_dir, name), buffer.getvalue())
     return list(figures)
+
+
+def write_pareto_plot(output_dir: str, rows: list[Row], front: list[Row],
+                      objectives: tuple[tuple[str, bool], ...]) -> str:
+    """pareto_front.png: the trials with every metric's value, one scatter per pair of
+    metrics (one with two metrics), the front (over all metrics) marked and, with two
+    metrics, joined in order."""
+    import itertools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r.values and all(math.isfinite(v) for v in r.values)]
+    pairs = list(itertools.combinations(range(len(objectives)), 2))
+    figure, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.5), squeeze=False)
+    on_front = {r.trial_id for r in front}
+    for ax, (i, j) in zip(axes[0], pairs):
+        rest = [r for r in done if r.trial_id not in on_front]
+        ax.scatter([r.values[i] for r in rest], [r.values[j] for r in rest], color="tab:blue",
+                   alpha=0.6, label="dominated")
+        points = sorted((r.values[i], r.values[j], r.trial_id) for r in front)
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:red", zorder=3,
+                   label="Pareto front")
+        if len(objectives) == 2:
+            ax.plot([p[0] for p in points], [p[1] for p in points], color="tab:red", alpha=0.5)
+        for x, y, trial_id in points:
+            ax.annotate(trial_id, (x, y), xytext=(4, 4), textcoords="offset points",
+                        fontsize=8)
+        (xi, x_up), (yj, y_up) = objectives[i], objectives[j]
+        ax.set(xlabel=f"{xi} ({'max' if x_up else 'min'})",
+               ylabel=f"{yj} ({'max' if y_up else 'min'})")
+        ax.legend()
+    figure.suptitle("Pareto front" + (f" over all {len(objectives)} metrics"
+                                      if len(objectives) > 2 else ""))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_atomic(os.path.join(output_dir, "pareto_front.png"), buffer.getvalue())
+    return "pareto_front.png"
 
 
 def _history(plt, done: list[Row], maximize: bool, metric: str):
@@ -300,14 +395,24 @@ def summary(job: S.TuningJob, rows: list[Row], *, config_path: str | None = None
             overrides: dict | None = None, custom_command: bool = False) -> str:
     maximize = job.goal == S.MAXIMIZE
     parameter_ids = job.parameter_ids()
-    out = [table(sort_rows(rows, maximize), job.metric, parameter_ids)]
+    several = objectives(job)
+    out = [table(sort_rows(rows, maximize), job.metric, parameter_ids, objectives=several)]
     counts = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
     out.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(),
                                                                     key=lambda c: c[0].value)))
-    best = best_row(rows, maximize)
-    if best:
+    best = None if several else best_row(rows, maximize)
+    front = pareto_front(rows, several) if several else []
+    if front:
+        goals = ", ".join(f"{m.id} {m.goal}" for m in job.metrics)
+        out.append(f"Pareto front ({goals}): {len(front)} trial(s) that no other beats on "
+                   "every metric")
+        for r in front:
+            out += [f"  trial {r.trial_id}: " + " ".join(f"{m}={v:.6g}" for (m, _), v in
+                                                       zip(several, r.values)),
+                    f"    reproduce: {shlex.join(r.command)}"]
+    elif best:
         out += [f"best trial {best.trial_id}: {job.metric}={best.value:.6g}",
                 f"  reproduce: {shlex.join(best.command)}"]
     else:
@@ -357,31 +462,45 @@ class LiveView:
         return " ".join(f"{k}={_short(formats[k].format(v))}" for k, v in
                         record.parameters.items())
 
+    def _pick(self, metric: str | None):
+        """max or min: the goal of a measurement's metric (None: the first metric)."""
+        goal = next((m.goal for m in self.job.metrics if m.id == metric), self.job.goal)
+        return max if goal == S.MAXIMIZE else min
+
     def _values(self, record: TrialRecord) -> tuple[float | None, float | None]:
-        values = [m.value for m in record.measurements if math.isfinite(m.value)]
-        if not record.measurements:
+        """The first metric's latest and best value so far."""
+        curve = [m for m in record.measurements if m.metric is None]
+        values = [m.value for m in curve if math.isfinite(m.value)]
+        if not curve:
             return None, None
-        best = (max if self.job.goal == S.MAXIMIZE else min)(values) if values else None
-        return record.measurements[-1].value, best
+        best = self._pick(None)(values) if values else None
+        return curve[-1].value, best
+
+    @staticmethod
+    def _latest(record: TrialRecord, metric: str) -> float | None:
+        """Another metric's latest value (a multi-metric study's running trials)."""
+        return next((m.value for m in reversed(record.measurements) if m.metric == metric),
+                    None)
 
     def started(self, record: TrialRecord, where: str) -> None:
         verb = "started" if record.runs <= 1 else f"restarted (run {record.runs})"
         self._print(f"trial {record.trial_id} {verb} on {where}: {self._params(record)}")
 
     def measured(self, record: TrialRecord, new: list) -> None:
-        """One line per new measurement, with the trial's best value up to it."""
-        pick = max if self.job.goal == S.MAXIMIZE else min
+        """One line per new measurement, with the trial's best value of its metric up to it."""
         for m in new:
-            upto = [o.value for o in record.measurements
-                    if (o.step, o.elapsed_s) <= (m.step, m.elapsed_s) and math.isfinite(o.value)]
-            self._print(f"trial {record.trial_id} step {m.step}: {self.job.metric}="
+            upto = [o.value for o in record.measurements if o.metric == m.metric
+                    and (o.step, o.elapsed_s) <= (m.step, m.elapsed_s) and math.isfinite(o.value)]
+            pick = self._pick(m.metric)
+            self._print(f"trial {record.trial_id} step {m.step}: {m.metric or self.job.metric}="
                         f"{m.value:.4g} (best {_fmt(pick(upto) if upto else None)})")
 
     def stopping(self, record: TrialRecord, reason: str) -> None:
         self._print(f"trial {record.trial_id} stopping: {reason}")
 
     def finished(self, record: TrialRecord, stderr_tail: list[str]) -> None:
-        value = f" {self.job.metric}={record.value:.4g}" if record.value is not None else ""
+        value = "".join(f" {m.id}={v:.4g}" for m, v in zip(self.job.metrics, record.values)
+                        ) if record.values is not None else ""
         why = f": {record.reason}" if record.reason else ""
         self._print(f"trial {record.trial_id} {record.state}{value} after "
                     f"{record.elapsed_s:.1f} s{why}")
@@ -417,8 +536,10 @@ class LiveView:
         shown = active if len(active) < rows - 1 else active[:max(0, rows - 3)]
         for r in shown:
             latest, best = self._values(r)
+            others = "".join(f" {m.id} {_fmt(self._latest(r, m.id)):>8}"
+                             for m in self.job.metrics[1:])
             lines.append(f"   trial {r.trial_id:>3} ACTIVE latest {_fmt(latest):>8} "
-                         f"best {_fmt(best):>8}  {self._params(r)}")
+                         f"best {_fmt(best):>8}{others}  {self._params(r)}")
         if len(shown) < len(active):
             lines.append(f"   ... and {len(active) - len(shown)} more")
         lines = [_clip(_printable(line), columns) for line in lines]

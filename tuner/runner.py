@@ -260,6 +260,7 @@ class TrialProcess:
     env: dict[str, str]
     trial_dir: str
     metric: str
+    others: tuple[str, ...] = ()  # the study's other metrics, if it has several
     elapsed_before_s: float = 0.0  # earlier runs of the same trial (resume)
     grace_s: float = STOP_GRACE_S  # between SIGTERM and SIGKILL
     measurements: list[Measurement] = field(default_factory=list)
@@ -274,7 +275,7 @@ class TrialProcess:
     _seen: set = field(default_factory=set)
 
     def __post_init__(self):
-        self._seen = {(m.step, m.timestamp) for m in self.measurements}
+        self._seen = {(m.step, m.timestamp, m.metric) for m in self.measurements}
 
     def start(self, run: int) -> None:
         """Starts the keeper, which starts the trial on `release()`. Raises OSError if the
@@ -316,18 +317,21 @@ class TrialProcess:
         return self.elapsed_before_s + (time.monotonic() - self.started)
 
     def read(self) -> list[Measurement]:
-        """New measurements since the last read, kept ordered by (step, elapsed)."""
-        records, tags = read_hypertune(self.env["CLOUD_ML_HP_METRIC_FILE"], self.metric)
-        self.tags_seen |= tags
+        """New measurements since the last read, kept ordered by (step, elapsed). hypertune
+        writes each metric on lines of its own, so each metric's records are read apart."""
         new = []
-        for step, value, stamp in records:
-            if (step, stamp) in self._seen:
-                continue
-            self._seen.add((step, stamp))
-            # an earlier run's record (read at start, or before this run first reports) counts
-            # at the time that run had reached
-            elapsed = self.elapsed_before_s + max(0.0, stamp - self.started_wall)
-            new.append(Measurement(step, round(elapsed, 3), value, stamp))
+        for tag in (self.metric, *self.others):
+            records, tags = read_hypertune(self.env["CLOUD_ML_HP_METRIC_FILE"], tag)
+            self.tags_seen |= tags
+            metric = None if tag == self.metric else tag
+            for step, value, stamp in records:
+                if (step, stamp, metric) in self._seen:
+                    continue
+                self._seen.add((step, stamp, metric))
+                # an earlier run's record (read at start, or before this run first reports)
+                # counts at the time that run had reached
+                elapsed = self.elapsed_before_s + max(0.0, stamp - self.started_wall)
+                new.append(Measurement(step, round(elapsed, 3), value, stamp, metric))
         if new:
             self.measurements = sorted(self.measurements + new,
                                        key=lambda m: (m.step, m.elapsed_s))

@@ -432,3 +432,43 @@ def make_sampler(algorithm: str, space: Space, seed: int | None = None) -> BaseS
     if algorithm == S.RANDOM:
         return RandomTreeSampler(space, seed=seed)
     return GPSampler(space, seed=seed)
+
+
+class _SeededPerTrial(BaseSampler):
+    """Optuna's TPE for several metrics, made anew for each trial with the seed [seed, trial
+    number] (as `_trial_rng` does): one sampler seeded once would replay its random start-up
+    points after a resume, or in a second tuner of the same study."""
+
+    def __init__(self, seed: int | None, **options):
+        self._seed, self._options = seed, options
+        self._tpe = optuna.samplers.TPESampler(seed=seed, **options)
+
+    def before_trial(self, study, trial):
+        seed = None if self._seed is None else int(
+            np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0])
+        self._tpe = optuna.samplers.TPESampler(seed=seed, **self._options)
+        self._tpe.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._tpe.after_trial(study, trial, state, values)
+
+
+def make_multi_objective_sampler(algorithm: str, space: Space,
+                                 seed: int | None = None) -> BaseSampler:
+    """The sampler of a study with several metrics: grid and random search as with one (they
+    never look at values); the default search is Optuna's multi-objective TPE, since the GP
+    above models one objective. 5 random start-up trials (Optuna's default is 10): local
+    studies are small, and fewer would leave too few trials to split into a front and the
+    rest. `constant_liar` spreads trials suggested while others still run."""
+    if algorithm in (S.GRID, S.RANDOM):
+        return make_sampler(algorithm, space, seed)
+    return _SeededPerTrial(seed, n_startup_trials=5, constant_liar=True)

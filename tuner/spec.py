@@ -166,7 +166,8 @@ class TuningJob:
 
     @property
     def metric(self) -> str:
-        """The metric a single-objective study optimises (run refuses several: local_problem)."""
+        """The metric a single-objective study optimises; with several, the first (its values
+        are the trial's curve and Optuna's intermediate values)."""
         return self.metrics[0].id
 
     @property
@@ -182,9 +183,13 @@ class TuningJob:
         return list(dict.fromkeys(p.id for p in self.walk()))
 
     def search_space(self) -> dict:
-        """What identifies a study's search: a resumed or shared study must match it exactly."""
-        return {"metric": self.metric, "goal": self.goal, "algorithm": self.algorithm,
-                "parameters": [parameter_to_dict(p) for p in self.parameters]}
+        """What identifies a study's search: a resumed or shared study must match it exactly
+        (`metrics` only with several, so a single-metric study's stays as it always was)."""
+        space = {"metric": self.metric, "goal": self.goal, "algorithm": self.algorithm,
+                 "parameters": [parameter_to_dict(p) for p in self.parameters]}
+        if len(self.metrics) > 1:
+            space["metrics"] = [[m.id, m.goal] for m in self.metrics]
+        return space
 
 
 # --------------------------------------------------------------------------------------------
@@ -1284,17 +1289,28 @@ def load(path: str, overrides: dict | None = None) -> TuningJob:
 
 
 def local_problem(job: TuningJob) -> SpecError | None:
-    """What a config valid for Vertex asks that the local tuner cannot do, if anything."""
-    if len(job.metrics) > 1:
-        return SpecError("studySpec.metrics", f"{len(job.metrics)} metrics make a "
-                                              "multi-objective study, which the local tuner "
-                                              "does not run yet; keep one metric to run it here")
-    if job.metrics[0].safety:
-        return SpecError("studySpec.metrics[0].safetyConfig",
-                         "safe search is not implemented by the local tuner; remove it to run "
-                         "here")
+    """What a config valid for Vertex asks that the local tuner cannot do, if anything.
+
+    With several metrics, Vertex documents BEST_MEASUREMENT ("the best measurement reported")
+    and the stopping rules (the trial's "objective value") for one objective only: which
+    measurement is best, or when a trial is behind, over several metrics is not documented."""
+    for i, metric in enumerate(job.metrics):
+        if metric.safety:
+            return SpecError(f"studySpec.metrics[{i}].safetyConfig",
+                             "safe search is not implemented by the local tuner; remove it to "
+                             "run here")
     if job.stopping and job.stopping.rule == "convex":
         return SpecError(f"studySpec.{job.stopping.field}",
                          "is not implemented by the local tuner; use "
                          "medianAutomatedStoppingSpec or decayCurveStoppingSpec locally")
+    several = f"with {len(job.metrics)} metrics"
+    if len(job.metrics) > 1 and job.measurement == BEST:
+        return SpecError("studySpec.measurementSelectionType",
+                         f"BEST_MEASUREMENT {several} is not run locally: Vertex does not "
+                         "document which measurement is best over several metrics; use "
+                         "LAST_MEASUREMENT (or one metric) to run it here")
+    if len(job.metrics) > 1 and job.stopping:
+        return SpecError(f"studySpec.{job.stopping.field}",
+                         f"{several} is not run locally: Vertex documents its rule for one "
+                         "objective value only; remove it (or keep one metric) to run it here")
     return None

@@ -11,7 +11,8 @@ The study lives in Optuna storage, spoken to through Optuna's public API only: b
 `--storage` names another journal file (e.g. on NFS) or a database URL, so tuners on several
 machines can share one study. A trial is an Optuna trial (its number + 1 is the Vertex trial id)
 whose measurements are also its intermediate values (so Optuna's own tools, such as
-`optuna.visualization` and optuna-dashboard, show its curves), with user attributes:
+`optuna.visualization` and optuna-dashboard, show its curves; with several metrics, the first
+metric's: Optuna keeps one intermediate value a step), with user attributes:
 `parameters` ({parameterId: value} as the trial receives them), `owner` (the tuner running it),
 `runs`, `run` (the latest run as its backend names it), `command`, `measurements` (with times),
 `elapsed_s`, and once finished `state` and `reason`. Each tuner announces itself in a study
@@ -19,6 +20,9 @@ attribute with a heartbeat. A RUNNING trial whose tuner is gone (its process is 
 host; no heartbeat for `STALE_S`, elsewhere) is an orphan: the next tuner runs it again with the
 same id and parameters, so it resumes from its own checkpoints. Trials created past the budget
 by racing tuners, or suggested and then not run, are marked `discarded` and ignored everywhere.
+
+Several metrics make a multi-objective Optuna study (one direction per metric): a trial is told
+one final value per metric, each taken at the last step at which every metric was reported.
 """
 from __future__ import annotations
 
@@ -107,6 +111,28 @@ def select_final(measurements: list[Measurement], maximize: bool, best: bool) ->
     return max(finite) if maximize else min(finite)
 
 
+def select_last_common(measurements: list[Measurement], metrics: list[str]
+                       ) -> tuple[list[float] | None, str]:
+    """Several metrics, LAST_MEASUREMENT: each metric's last report at the last step at which
+    every metric was reported (Vertex's measurement holds every metric at one step), or None
+    and what is missing. `metrics[0]` is the metric that Measurement.metric None names."""
+    by_step: dict[int, dict[str, float]] = {}
+    for m in measurements:  # ordered by (step, elapsed): a later report of a step wins
+        by_step.setdefault(m.step, {})[m.metric or metrics[0]] = m.value
+    common = [step for step, values in by_step.items() if len(values) == len(metrics)]
+    if common:
+        values = by_step[max(common)]
+        return [values[metric] for metric in metrics], ""
+    reported = {metric for values in by_step.values() for metric in values}
+    missing = [metric for metric in metrics if metric not in reported]
+    if missing:
+        return None, f"reported no value for {', '.join(map(repr, missing))}"
+    last = ", ".join(f"{metric} {max(s for s, v in by_step.items() if metric in v)}"
+                     for metric in metrics)
+    return None, (f"reported no step with every metric (last steps: {last}): report them all "
+                  "with the same global_step")
+
+
 class Study:
     """One study in storage, seen by one tuner process: the oracle of that tuner."""
 
@@ -117,12 +143,16 @@ class Study:
         self.name = name
         self.job = job
         self.maximize = job.goal == S.MAXIMIZE
+        self.metric_ids = [m.id for m in job.metrics]
         self.space = search.Space(job.parameters)
-        self.sampler = search.make_sampler(job.algorithm, self.space, seed)
-        direction = "maximize" if self.maximize else "minimize"
+        if len(job.metrics) > 1:
+            self.sampler = search.make_multi_objective_sampler(job.algorithm, self.space, seed)
+        else:
+            self.sampler = search.make_sampler(job.algorithm, self.space, seed)
+        directions = ["maximize" if m.goal == S.MAXIMIZE else "minimize" for m in job.metrics]
         if create:
             self.optuna = optuna.create_study(storage=storage, study_name=name,
-                                              direction=direction, sampler=self.sampler,
+                                              directions=directions, sampler=self.sampler,
                                               load_if_exists=True)
         else:
             self.optuna = optuna.load_study(storage=storage, study_name=name,
@@ -181,9 +211,10 @@ class Study:
             else:
                 state = (TrialState.SUCCEEDED if t.state == OptunaState.COMPLETE
                          else TrialState.FAILED)
+            values = tuple(t.values) if t.state == OptunaState.COMPLETE else None
             out.append(TrialRecord(
                 number=t.number, state=state, parameters=attrs.get("parameters", {}),
-                value=t.value if t.state == OptunaState.COMPLETE else None,
+                value=values[0] if values else None, values=values,
                 measurements=[Measurement(*m) for m in attrs.get("measurements", [])],
                 reason=attrs.get("reason", ""), elapsed_s=attrs.get("elapsed_s", 0.0),
                 command=attrs.get("command", []), owner=attrs.get("owner"),
@@ -214,11 +245,12 @@ class Study:
         known = set(record.measurements)
         trial_id = self._id_of(record.number)
         for m in measurements:
-            if m not in known:
+            if m not in known and m.metric is None:
                 self._storage.set_trial_intermediate_value(trial_id, m.step, m.value)
         record.measurements, record.elapsed_s = list(measurements), elapsed_s
-        self._set(record.number, "measurements", [[m.step, m.elapsed_s, m.value, m.timestamp]
-                                                  for m in measurements])
+        self._set(record.number, "measurements",
+                  [[m.step, m.elapsed_s, m.value, m.timestamp, *([m.metric] if m.metric else [])]
+                   for m in measurements])
         self._set(record.number, "elapsed_s", round(elapsed_s, 3))
         return self._stopping_rule(measurements)
 
@@ -235,7 +267,7 @@ class Study:
 
     def complete(self, record: TrialRecord, exit: Exit) -> TrialRecord:
         """Judges how the trial's run ended, from its exit and its measurements, and records it."""
-        final = select_final(record.measurements, self.maximize, self.job.measurement == S.BEST)
+        final, missing = self._final(record.measurements)
         if exit.code is None:
             state, reason = TrialState.FAILED, f"cannot start the trial: {exit.tail[-1]}"
         elif exit.stopped is not None:
@@ -247,17 +279,29 @@ class Study:
         elif final is None:
             seen = sorted(exit.reported)
             state = TrialState.INFEASIBLE
-            reason = (f"reported no value for {self.job.metric!r}"
+            reason = (missing
                       + (f" (it reported {', '.join(seen)})" if seen else
                          " (nothing in CLOUD_ML_HP_METRIC_FILE: does it report through "
                          "cloudml-hypertune?)"))
-        elif not math.isfinite(final):  # nothing to rank: like no value at all
+        elif not all(map(math.isfinite, final)):  # nothing to rank: like no value at all
+            metric, value = next((m, v) for m, v in zip(self.metric_ids, final)
+                                 if not math.isfinite(v))
             state, reason = (TrialState.INFEASIBLE,
-                             f"final {self.job.metric} is {'NaN' if math.isnan(final) else final}")
+                             f"final {metric} is {'NaN' if math.isnan(value) else value}")
         else:
             state, reason = TrialState.SUCCEEDED, ""
+        if final is not None and len(final) == 1:
+            final = final[0]  # a single-objective study is told a number
         self.finish(record, state, None if state.failed else final, reason, exit.elapsed_s)
         return record
+
+    def _final(self, measurements: list[Measurement]) -> tuple[list[float] | None, str]:
+        """The final value of each metric (None if there is none), and else why not."""
+        if len(self.metric_ids) > 1:  # spec.local_problem refuses BEST with several metrics
+            return select_last_common(measurements, self.metric_ids)
+        final = select_final(measurements, self.maximize, self.job.measurement == S.BEST)
+        return (None, f"reported no value for {self.job.metric!r}") if final is None else (
+            [final], "")
 
     def budget_exhausted(self) -> Verdict | None:
         """Whether the study is over: failure budget (Vertex's rule, reference 1.10; with no
@@ -361,17 +405,21 @@ class Study:
         self._set(record.number, "command", command)
         self._set(record.number, "run", run)
 
-    def finish(self, record: TrialRecord, state: TrialState, value: float | None, reason: str,
-               elapsed_s: float) -> None:
-        record.state, record.value, record.reason = state, value, reason
-        record.elapsed_s = elapsed_s
+    def finish(self, record: TrialRecord, state: TrialState, value: float | list[float] | None,
+               reason: str, elapsed_s: float) -> None:
+        """Records how the trial ended; `value` is its final value, a list of one per metric
+        in a multi-metric study (as Optuna's `tell` takes them)."""
+        values = None if value is None else tuple(value) if isinstance(value, list) else (value,)
+        record.state, record.values = state, values
+        record.value = values[0] if values else None
+        record.reason, record.elapsed_s = reason, elapsed_s
         if self._storage.get_trial(self._id_of(record.number)).state.is_finished():
             return  # a rival tuner that adopted the same orphan recorded it first
         self._set(record.number, "state", state.value)
         self._set(record.number, "reason", reason)
         self._set(record.number, "elapsed_s", round(elapsed_s, 3))
-        if value is not None and math.isfinite(value) and state in (TrialState.SUCCEEDED,
-                                                                    TrialState.STOPPED):
+        if values is not None and all(map(math.isfinite, values)) and state in (
+                TrialState.SUCCEEDED, TrialState.STOPPED):
             self.optuna.tell(record.number, value, skip_if_finished=True)
         else:  # the sampler learns nothing from it; a stopped trial may have no value yet
             self.optuna.tell(record.number, state=OptunaState.FAIL, skip_if_finished=True)
@@ -414,7 +462,7 @@ class _Suggestions:
 
 
 def _difference(recorded: dict, wanted: dict) -> str:
-    for key in ("metric", "goal", "algorithm"):
+    for key in ("metric", "goal", "metrics", "algorithm"):
         if recorded.get(key) != wanted.get(key):
             return f"{key} is {recorded.get(key)!r} there, {wanted.get(key)!r} here"
     old = {p["parameterId"]: p for p in recorded.get("parameters", [])}

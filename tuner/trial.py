@@ -30,12 +30,13 @@ class TrialState(enum.Enum):
 
 @dataclass(frozen=True)
 class Measurement:
-    """One report of the trial's metric."""
+    """One report of one of the trial's metrics."""
 
     step: int
     elapsed_s: float  # since the trial first started, over all its runs
     value: float
     timestamp: float  # the reporter's own, to recognise the record when read again
+    metric: str | None = None  # None: the study's first metric (its only one, mostly)
 
 
 @dataclass
@@ -45,7 +46,8 @@ class TrialRecord:
     number: int
     state: TrialState
     parameters: dict  # {parameterId: value} as the trial receives them
-    value: float | None = None
+    value: float | None = None  # the final value of the (first) metric
+    values: tuple[float, ...] | None = None  # the final value of every metric, in spec order
     measurements: list[Measurement] = field(default_factory=list)
     reason: str = ""
     elapsed_s: float = 0.0

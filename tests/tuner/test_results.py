@@ -73,3 +73,21 @@ def test_an_empty_prefix_is_an_error(gcs_emulator, gcs_bucket):
     result = run_tuner("results", f"gs://{gcs_bucket}/nothing-here", env=env)
     assert result.returncode == 2
     assert "no trial folders" in result.stderr
+
+
+def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
+    from tuner import results
+    from tuner.trial import TrialState
+
+    objectives = (("acc", True), ("latency", False), ("size", False))
+    points = {"1": (0.9, 10.0, 5.0), "2": (0.9, 10.0, 5.0),  # equal: neither beats the other
+              "3": (0.8, 10.0, 5.0),  # beaten by 1 on acc alone
+              "4": (0.7, 5.0, 9.0), "5": (0.95, 20.0, 1.0)}
+    rows = [results.Row(t, TrialState.SUCCEEDED, v[0], 2, 1.0, {}, values=v)
+            for t, v in points.items()]
+    rows.append(results.Row("6", TrialState.INFEASIBLE, None, 0, 1.0, {}))
+    front = results.pareto_front(rows, objectives)
+    assert [r.trial_id for r in front] == ["5", "1", "2", "4"]
+    assert results.write_pareto_plot(str(tmp_path), rows, front, objectives) == \
+        "pareto_front.png"
+    assert (tmp_path / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -723,24 +723,24 @@ def test_convert_carries_every_legacy_field_with_a_vertex_equivalent():
     assert vertex.trial_job.extra_pools == 2 and vertex.search_space() == job.search_space()
 
 
-def test_several_metrics_are_valid_for_vertex_but_not_run_here(write_config, tmp_path):
-    doc = config(study={"metrics": [{"metricId": "score", "goal": "MAXIMIZE"},
-                                    {"metricId": "cost", "goal": "MINIMIZE"}]})
-    job = S.parse(doc)
+def test_several_metrics_run_here_but_not_with_what_vertex_leaves_undocumented():
+    two = [{"metricId": "score", "goal": "MAXIMIZE"}, {"metricId": "cost", "goal": "MINIMIZE"}]
+    job = S.parse(config(study={"metrics": two}))
     assert job.metrics == (S.Metric("score", S.MAXIMIZE), S.Metric("cost", S.MINIMIZE))
-    assert S.local_problem(job).path == "studySpec.metrics"
-    path = write_config(doc)
-    validated = run_tuner("validate", path)
-    assert validated.returncode == 0 and validated.stdout.startswith("OK:")
-    assert "will refuse it: studySpec.metrics: 2 metrics make a multi-objective study" in (
-        validated.stderr)
-    out = tmp_path / "study"
-    result = run_tuner("run", path, "--output-dir", out)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: {path}: studySpec.metrics: 2 metrics make a "
-                                     "multi-objective study, which the local tuner does not "
-                                     "run yet; keep one metric to run it here")
-    assert not out.exists()
+    assert S.local_problem(job) is None  # LAST_MEASUREMENT, no stopping rule: it runs
+    assert job.search_space()["metrics"] == [["score", S.MAXIMIZE], ["cost", S.MINIMIZE]]
+    assert "metrics" not in S.parse(config()).search_space()  # one metric: as it always was
+    for change, path in [({"measurementSelectionType": "BEST_MEASUREMENT"},
+                          "studySpec.measurementSelectionType"),
+                         ({"medianAutomatedStoppingSpec": {}},
+                          "studySpec.medianAutomatedStoppingSpec"),
+                         ({"decayCurveStoppingSpec": {}}, "studySpec.decayCurveStoppingSpec"),
+                         ({"metrics": [two[0], {**two[1], "safetyConfig": {}}]},
+                          "studySpec.metrics[1].safetyConfig")]:
+        problem = S.local_problem(S.parse(config(study={"metrics": two, **change})))
+        assert problem.path == path
+    one_best = S.parse(config(study={"measurementSelectionType": "BEST_MEASUREMENT"}))
+    assert S.local_problem(one_best) is None
 
 
 def test_output_only_fields_are_one_note():

@@ -246,3 +246,97 @@ def test_optuna_visualization_draws_the_curves_from_the_storage(tmp_path):
     figure = optuna.visualization.plot_intermediate_values(loaded)
     curves = sorted((list(t.x), list(t.y)) for t in figure.data)
     assert curves == [([1, 2], [0.2, 0.5]), ([1, 2, 3], [0.3, 0.4, 0.6])]
+
+
+# -- several metrics ---------------------------------------------------------------------------
+
+TWO = [{"metricId": "score", "goal": "MAXIMIZE"}, {"metricId": "latency", "goal": "MINIMIZE"}]
+
+
+def _two(score, latency):
+    """score at steps 1.., latency at steps 1.. (None: not reported at that step)."""
+    out = [Measurement(i + 1, float(i), v, float(i)) for i, v in enumerate(score)
+           if v is not None]
+    out += [Measurement(i + 1, i + 0.5, v, i + 0.5, "latency") for i, v in enumerate(latency)
+            if v is not None]
+    return sorted(out, key=lambda m: (m.step, m.elapsed_s))
+
+
+def test_several_metrics_are_told_at_the_last_step_that_has_every_metric():
+    oracle = _oracle(study={"metrics": TWO})
+    assert oracle.optuna.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                        optuna.study.StudyDirection.MINIMIZE]
+    record = oracle.suggest()
+    oracle.report(record, _two((0.5, 0.7, 0.9), (30.0, 20.0)), 3.0)
+    done = oracle.complete(record, Exit(0, 3.5))
+    assert (done.state, done.values, done.value, done.reason) == (
+        State.SUCCEEDED, (0.7, 20.0), 0.7, "")
+    (kept,) = oracle.records()
+    assert (kept.state, kept.values, kept.value) == (State.SUCCEEDED, (0.7, 20.0), 0.7)
+    assert kept.measurements == record.measurements  # each with its metric
+    trial = oracle.optuna.trials[0]
+    assert trial.values == [0.7, 20.0]  # what the sampler learns from
+    assert trial.intermediate_values == {1: 0.5, 2: 0.7, 3: 0.9}  # the first metric's
+
+
+def test_a_later_report_of_a_step_wins():
+    oracle = _oracle(study={"metrics": TWO})
+    record = oracle.suggest()
+    again = Measurement(1, 0.9, 0.6, 0.9)  # score at step 1 once more, after latency
+    oracle.report(record, _two((0.5,), (30.0,)) + [again], 1.0)
+    assert oracle.complete(record, Exit(0, 1.0)).values == (0.6, 30.0)
+
+
+@pytest.mark.parametrize("score,latency,reported,reason", [
+    ((0.5, 0.7), (), {"score"}, "reported no value for 'latency' (it reported score)"),
+    ((), (), set(), "reported no value for 'score', 'latency' (nothing in CLOUD_ML_HP_METRIC_FILE"
+                    ": does it report through cloudml-hypertune?)"),
+    ((0.5, None), (None, 20.0), {"score", "latency"},
+     "reported no step with every metric (last steps: score 1, latency 2): report them all "
+     "with the same global_step (it reported latency, score)"),
+    ((0.5,), (math.nan,), {"score", "latency"}, "final latency is NaN"),
+])
+def test_a_trial_without_a_final_value_for_every_metric_is_infeasible(score, latency,
+                                                                       reported, reason):
+    oracle = _oracle(study={"metrics": TWO})
+    record = oracle.suggest()
+    oracle.report(record, _two(score, latency), 1.0)
+    done = oracle.complete(record, Exit(0, 1.0, reported=frozenset(reported)))
+    assert (done.state, done.reason, done.value, done.values) == (
+        State.INFEASIBLE, reason, None, None)
+    assert oracle.optuna.trials[0].state == TrialState.FAIL
+
+
+def test_a_stopped_multi_metric_trial_keeps_what_it_measured():
+    oracle = _oracle(study={"metrics": TWO})
+    record = oracle.suggest()
+    oracle.report(record, _two((0.5,), (30.0,)), 1.0)
+    done = oracle.complete(record, Exit(-15, 1.0, stopped="study failed: ..."))
+    assert (done.state, done.values) == (State.STOPPED, (0.5, 30.0))
+    assert oracle.optuna.trials[0].values == [0.5, 30.0]
+
+
+def test_a_study_remembers_its_metrics(tmp_path):
+    storage, _ = study_mod.storage_for(str(tmp_path), None)
+    study_mod.Study(storage, "s", _job())
+    with pytest.raises(study_mod.StudyMismatch, match="metrics is None there"):
+        study_mod.Study(storage, "s", S.parse(config(study={"algorithm": "RANDOM_SEARCH",
+                                                            "metrics": TWO})))
+
+
+def test_a_seeded_multi_metric_search_repeats_itself_but_not_after_a_resume():
+    job = S.parse(config(maxTrialCount=12, study={"metrics": TWO}))  # the default search: TPE
+    storage = optuna.storages.InMemoryStorage()
+    xs = []
+    for _ in range(2):  # a second tuner process resumes the study: a new sampler, same seed
+        oracle = study_mod.Study(storage, "s", job, seed=3)
+        for _ in range(4):  # 5 start-up trials, then TPE's own
+            record = oracle.suggest()
+            x = record.parameters["x"]
+            xs.append(x)
+            oracle.report(record, _two((1 - (x - 0.7) ** 2,), (100 * x,)), 1.0)
+            oracle.complete(record, Exit(0, 1.0))
+    assert len(set(xs)) == 8
+    again = study_mod.Study(optuna.storages.InMemoryStorage(), "s", job, seed=3)
+    assert again.suggest().parameters["x"] == xs[0]
+    assert len(oracle.optuna.best_trials) >= 1  # Optuna's own front of the told values

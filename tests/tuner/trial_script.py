@@ -8,6 +8,9 @@ tests know which trials should win. --mode picks a misbehaviour:
   other   report under another tag than the study's metric
   nan     report NaN as the last value
   slowbad like ok when x < 0.95; from 0.95 on, report a poor value each step, 4x slower
+  one     with --metric2: report only the first metric
+--metric2=NAME also reports NAME = 100 x at each step, after the first metric: a cost that
+trades off against the score for x below 0.7.
 --child starts a child that ignores SIGTERM and sleeps; --flood=N writes N bytes of numbered
 lines to stdout and to stderr first, ending with "flood done".
 It also records what it was given (argv, the tuner's variables, its pid and start time, its
@@ -36,6 +39,7 @@ parser.add_argument("--steps", type=int, default=3)
 parser.add_argument("--sleep", type=float, default=0.1)
 parser.add_argument("--mode", default="ok")
 parser.add_argument("--metric", default="score")
+parser.add_argument("--metric2")
 parser.add_argument("--child", action="store_true")
 parser.add_argument("--flood", type=int, default=0)
 args = parser.parse_args()
@@ -101,6 +105,9 @@ for step in range(start + 1, args.steps + 1):
     tag = "something_else" if args.mode == "other" else args.metric
     reporter.report_hyperparameter_tuning_metric(
         hyperparameter_metric_tag=tag, metric_value=value, global_step=step)
+    if args.metric2 and args.mode != "one":
+        reporter.report_hyperparameter_tuning_metric(
+            hyperparameter_metric_tag=args.metric2, metric_value=100 * args.x, global_step=step)
     with open(checkpoint, "w") as f:
         json.dump({"step": step}, f)
     if args.mode == "fail":

@@ -171,6 +171,7 @@ class LocalBackend:
         process = TrialProcess(record.trial_id, launch.argv, full_env(launch.contract,
                                                                       launch.slot),
                                launch.trial_dir, self.job.metric,
+                               others=tuple(m.id for m in self.job.metrics[1:]),
                                elapsed_before_s=record.elapsed_s, grace_s=self.grace_s,
                                measurements=list(record.measurements))
         end_leftovers(record.run)  # of an earlier run whose tuner was killed
