@@ -21,7 +21,7 @@ the Optuna loop's.
 Then the cost of one suggestion (the tuner's Study.suggest: reading the study, the sampler,
 recording the trial in the journal file; the tuner makes it on a worker thread) for each
 algorithm with 10, 50 and 200 completed trials in the study, on the Levy-6D space of
-bench/search_quality.py (8 parameters; grid search on a discretised copy of it, since grids
+bench/trial.py (8 parameters; grid search on a discretised copy of it, since grids
 need discrete parameters), after one warm-up suggestion.
 """
 import sys

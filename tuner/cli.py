@@ -325,6 +325,23 @@ def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
         return 1
 
 
+def _note_another_command(output_dir: str, command: list[str]) -> None:
+    """A study resumed with other trainer args mixes two experiments in one table: say so. Each
+    trial keeps the command it ran (its `reproduce:` line). The interpreter may move (another
+    venv path); its name may not."""
+    try:
+        with open(os.path.join(output_dir, "tuner.json")) as f:
+            before = json.load(f).get("command")
+    except (OSError, ValueError, AttributeError):
+        return  # a new study (or no readable record of the old one's command)
+    if not before or (os.path.basename(before[0]), before[1:]) == (os.path.basename(command[0]),
+                                                                    command[1:]):
+        return
+    print(f"note: this study's trials ran `{shlex.join(before)}`; the trials run from now on run "
+          f"`{shlex.join(command)}` (each trial keeps the command it ran; give another "
+          "--output-dir to keep the two apart)", file=sys.stderr)
+
+
 def _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
                storage_name) -> int:
     from tuner import results, study as study_mod
@@ -333,6 +350,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     from tuner.trial import TrialState
 
     name = job.display_name or "study"
+    _note_another_command(output_dir, command)
     try:
         study = study_mod.Study(storage, name, job, seed=args.seed)
     except study_mod.StudyMismatch as exc:
@@ -365,7 +383,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
                                          plots=plots, objectives=results.objectives(job))
 
     controller = Controller(study, LocalBackend(slots, output_dir, command, job), view,
-                            on_change=refresh)
+                            on_change=refresh, preload=(results.pyplot,))
     asked = []
 
     def interrupt(signum, _frame):  # later signals are ignored while the trials are killed

@@ -12,11 +12,14 @@ is prepared before a slot frees, so the slot is refilled at once: always for sea
 not learn from results (random, grid), and for the default search until a first result or when
 a suggestion costs more than AHEAD_SHARE of a typical trial (short trials, where waiting for it
 would cost more than a suggestion that has not seen the newest result). Otherwise it is made
-when a slot frees, from every result so far. Trial processes are still started from the main
-thread: the parent-death signal of a keeper is tied to the thread that started it.
+when a slot frees, from every result so far. What the search's model and the study's end
+will need (scipy, matplotlib: seconds of imports) is loaded on a thread of its own once the
+first trial runs. Trial processes are still started from the main thread: the parent-death
+signal of a keeper is tied to the thread that started it.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import os
 import signal
@@ -46,7 +49,13 @@ class Suggester:
         self._oracle, self._wake = oracle, wake
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="suggest")
         self._future: concurrent.futures.Future | None = None
-        self.seconds = 0.0  # what the latest suggestion took
+        self._recent = collections.deque(maxlen=3)  # what the latest suggestions took
+
+    @property
+    def seconds(self) -> float:
+        """What a suggestion costs now: the most of the latest few (the first of the model's
+        follows cheap start-up ones)."""
+        return max(self._recent, default=0.0)
 
     def request(self) -> None:
         if self._future is None:
@@ -57,7 +66,7 @@ class Suggester:
         try:
             return self._oracle.suggest()
         finally:
-            self.seconds = time.monotonic() - begun
+            self._recent.append(time.monotonic() - begun)
             self._wake()
 
     def take(self):
@@ -78,8 +87,13 @@ class Suggester:
             self._oracle.withdraw(future.result())
 
 
+def _load_all(loads) -> None:
+    for load in loads:
+        load()
+
+
 class Controller:
-    def __init__(self, oracle: Study, backend, view, on_change=None):
+    def __init__(self, oracle: Study, backend, view, on_change=None, preload=()):
         self.oracle = oracle
         self.backend = backend
         self.view = view
@@ -92,6 +106,10 @@ class Controller:
         self._wake_lock = threading.RLock()  # re-entrant: a signal handler may interrupt close
         self._closed = False
         self._suggester = Suggester(oracle, self.wake)
+        # what the search and the study's end will need, loaded on a thread of its own once a
+        # trial runs (so that a suggestion never queues behind an import)
+        self._preload = threading.Thread(target=_load_all, args=((oracle.warm_up, *preload),),
+                                         name="preload")
         self._exhausted = False  # the oracle has no more trials to suggest
         self._durations: list[float] = []  # of the runs that ended here
         self._begun: dict[int, float] = {}
@@ -181,6 +199,8 @@ class Controller:
         self.running.append((record, run))  # from here on, ended with the tuner
         self._begun[record.number] = time.monotonic()
         self.view.started(record, run.where)
+        if self._preload.ident is None:  # not started yet
+            self._preload.start()  # now that a trial runs: nothing heavy before the first
         return True
 
     def _observe(self, record: TrialRecord, run) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import socket
 import time
@@ -41,7 +42,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.storages import JournalStorage
 from optuna.trial import TrialState as OptunaState
 
-from tuner import keeper, search, stopping
+from tuner import gp, keeper, search, stopping
 from tuner import spec as S
 from tuner.journal import JournalFile
 from tuner.trial import Exit, Measurement, TrialRecord, TrialState
@@ -97,6 +98,22 @@ def _process_start(pid: int) -> int | str | None:
         return "alive"
     stat = keeper.proc_stat(pid)
     return None if stat is None or stat[0] in ("Z", "X") else stat[3]
+
+
+_INT_PARSE = re.compile(r"(?:invalid int value|invalid literal for int\(\) with base 10): "
+                        r"'(-?\d+\.0)'")
+
+
+def _integer_parse_hint(tail: tuple[str, ...]) -> str:
+    """What a trial that parses a DISCRETE value with `type=int` needs to hear: Vertex sends
+    DISCRETE (and DOUBLE) values as floats, `--batch_size=16.0`, and so does the tuner."""
+    for line in tail:
+        found = _INT_PARSE.search(line)
+        if found:
+            return (f" (the tuner passes DISCRETE values as floats, e.g. {found.group(1)}, as Vertex "
+                    "does: parse the flag as a float and convert it, or make it an INTEGER "
+                    "parameter)")
+    return ""
 
 
 def select_final(measurements: list[Measurement], maximize: bool, best: bool) -> float | None:
@@ -171,6 +188,11 @@ class Study:
     def learns_from_results(self) -> bool:
         """Whether a suggestion depends on the results so far (only the default search's do)."""
         return self.job.algorithm == S.BAYESIAN
+
+    def warm_up(self) -> None:
+        """Loads what the search's model needs before its first suggestion needs it."""
+        if self.learns_from_results:
+            gp.load()
 
     # -- tuners ----------------------------------------------------------------------------
 
@@ -276,6 +298,7 @@ class Study:
             how = (f"killed by {signal.Signals(-exit.code).name}" if exit.code < 0
                    else f"exit code {exit.code}")
             state, reason = TrialState.FAILED, f"{how}: {exit.tail[-1]}" if exit.tail else how
+            reason += _integer_parse_hint(exit.tail)
         elif final is None:
             seen = sorted(exit.reported)
             state = TrialState.INFEASIBLE

@@ -377,3 +377,19 @@ def test_nothing_heavy_is_imported_before_the_first_trial_starts(write_config, t
                 for line in before.splitlines() if line.startswith("import time:")}
     assert "optuna" in imported  # the log is there
     assert not imported & {"scipy", "sklearn", "matplotlib"}
+
+
+def test_a_study_resumed_with_another_trial_command_says_so(write_config, tmp_path):
+    path = write_config(config(maxTrialCount=2, parallelTrialCount=1))
+    out = tmp_path / "study"
+    first = run_tuner("run", path, "--output-dir", out, "--max-trial-count", "1")
+    assert first.returncode == 0, first.stderr
+    assert "note: this study's trials ran" not in first.stderr
+    other = run_tuner("run", path, "--output-dir", out, "--", sys.executable, TRIAL_SCRIPT,
+                      "--steps=3", "--sleep=0")
+    assert other.returncode == 0, other.stderr
+    assert "note: this study's trials ran `" in other.stderr
+    assert f"the trials run from now on run `{shlex.join([sys.executable, str(TRIAL_SCRIPT)])} " \
+           "--steps=3 --sleep=0`" in other.stderr
+    rows = read_csv(out / "trials.csv")
+    assert [r["steps"] for r in rows] == ["2", "3"]  # each ran its own command

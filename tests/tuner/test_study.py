@@ -340,3 +340,18 @@ def test_a_seeded_multi_metric_search_repeats_itself_but_not_after_a_resume():
     again = study_mod.Study(optuna.storages.InMemoryStorage(), "s", job, seed=3)
     assert again.suggest().parameters["x"] == xs[0]
     assert len(oracle.optuna.best_trials) >= 1  # Optuna's own front of the told values
+
+
+@pytest.mark.parametrize("line", [
+    "train.py: error: argument --batch_size: invalid int value: '16.0'",
+    "ValueError: invalid literal for int() with base 10: '16.0'",
+])
+def test_a_trial_that_parses_a_discrete_value_as_an_integer_is_told_why(line):
+    oracle = _oracle()
+    record = oracle.suggest()
+    done = oracle.complete(record, Exit(2, 1.0, tail=("usage: train.py ...", line)))
+    assert done.reason.startswith(f"exit code 2: {line} (the tuner passes DISCRETE values as "
+                                  "floats, e.g. 16.0, as Vertex does: parse the flag as a float")
+    other = _oracle()
+    assert other.complete(other.suggest(), Exit(2, 1.0, tail=("error: bad flag",))).reason == \
+        "exit code 2: error: bad flag"
