@@ -60,6 +60,8 @@ class Suggester:
     def request(self) -> None:
         if self._future is None:
             self._future = self._pool.submit(self._suggest)
+            # once its result is set: a wake from inside `_suggest` could find it not yet done
+            self._future.add_done_callback(lambda _: self._wake())
 
     def _suggest(self) -> TrialRecord | None:
         begun = time.monotonic()
@@ -67,7 +69,6 @@ class Suggester:
             return self._oracle.suggest()
         finally:
             self._recent.append(time.monotonic() - begun)
-            self._wake()
 
     def take(self):
         """The suggestion (None: the study has no more trials), or _NOT_READY (asked now)."""

@@ -1,6 +1,7 @@
 """The controller in-process, over the real local backend and real trial processes: it keeps
 watching trials while a suggestion is made, and prepares one ahead only where nothing is lost."""
 import threading
+import time
 
 import optuna
 
@@ -84,3 +85,27 @@ def test_the_default_search_waits_for_the_result_of_a_long_trial(tmp_path):
                    _job("ALGORITHM_UNSPECIFIED", 3, 2, 0.5), seed=0)
     assert _run(oracle, tmp_path).status == "done"
     assert _suggested_before_the_last_ended(oracle) == [True, False]
+
+
+class PatientBackend(LocalBackend):
+    """Waits up to 30 s between events (not the 5 s heartbeat) and counts the waits that ran
+    out: with every event waking the controller, none does."""
+
+    timeouts = 0
+
+    def wait(self, timeout_s, wake_fd):
+        begun = time.monotonic()
+        super().wait(30, wake_fd)
+        if time.monotonic() - begun >= 29:
+            self.timeouts += 1
+
+
+def test_a_suggestion_made_when_a_slot_frees_wakes_the_controller(tmp_path):
+    """Trials here are suggested after the latest results (the default search, trials long
+    against a suggestion): the controller must wake for each, not at the next heartbeat."""
+    job = S.parse(config(maxTrialCount=8, parallelTrialCount=2, args=["--steps=1", "--sleep=0.8"]))
+    oracle = Study(optuna.storages.InMemoryStorage(), "s", job, seed=0)
+    backend = PatientBackend([Slot(0), Slot(1)], str(tmp_path / "out"),
+                             list(job.trial_job.argv), job)
+    assert Controller(oracle, backend, QuietView()).run().status == "done"
+    assert backend.timeouts == 0
