@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tuner.backends import StartFailed
+from tuner.backends import StartFailed, drain
 from tuner.study import HEARTBEAT_S, Study
 from tuner.trial import Exit, TrialRecord, TrialState
 
@@ -157,7 +157,7 @@ class Controller:
                 self.view.tick(self.oracle.records)
                 if not again:
                     self.backend.wait(HEARTBEAT_S, self._wake_r)
-                    self._drain_wakes()
+                    drain(self._wake_r)
         finally:
             for _, run in self.running:  # on an exception: leave no trial behind
                 run.kill_now()
@@ -225,17 +225,10 @@ class Controller:
         if self.on_change:
             self.on_change()
 
-    def _drain_wakes(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
     def _wait_all(self) -> None:
         while any(run.poll() is None for _, run in self.running):
             self.backend.wait(HEARTBEAT_S, self._wake_r)
-            self._drain_wakes()
+            drain(self._wake_r)
 
     def _end_running(self, reason: str) -> None:
         """Stops every running trial for good: it ends STOPPED with what it measured."""

@@ -19,6 +19,17 @@ A run offers `where` (words for the view), `measurements` (all so far, earlier r
 One implementation today: local processes (tuner/backends/local.py).
 """
 
+import os
+
+
+def drain(fd: int) -> None:
+    """Reads a non-blocking descriptor empty: its wake-ups have been seen."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except BlockingIOError:
+        pass
+
 
 class StartFailed(Exception):
     """The trial's run could not start; the text says why (it becomes the trial's reason)."""

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 
 from tuner import spec as S
-from tuner.backends import StartFailed
+from tuner.backends import StartFailed, drain
 from tuner.runner import (STOP_GRACE_S, THREAD_VARS, Slot, TrialProcess, contract_env,
                           end_leftovers, full_env, trial_argv)
 from tuner.trial import Exit, Measurement, TrialRecord
@@ -49,13 +49,6 @@ class _Inotify:
     def unwatch(self, wd: int | None) -> None:
         if self.fd is not None and wd is not None:
             self._libc.inotify_rm_watch(self.fd, wd)  # fails harmlessly if the folder is gone
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fd, 65536):
-                pass
-        except BlockingIOError:
-            pass
 
     def close(self) -> None:
         if self.fd is not None:
@@ -201,7 +194,7 @@ class LocalBackend:
             timeout_s = min(timeout_s, POLL_S)
         ready, _, _ = select.select(fds, [], [], timeout_s)
         if self._inotify.fd in ready:
-            self._inotify.drain()
+            drain(self._inotify.fd)
 
 
 class DryRun(LocalBackend):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.tuner.support import config
 from tuner import spec as S
-from tuner.backends import StartFailed
+from tuner.backends import StartFailed, drain
 from tuner.backends.local import LocalBackend, _Inotify
 from tuner.runner import Slot
 from tuner.trial import TrialRecord, TrialState
@@ -21,7 +21,7 @@ def test_a_metric_file_written_wakes_the_wait(tmp_path):
     assert select.select([inotify.fd], [], [], 0)[0] == []
     (tmp_path / "output.metrics").write_text('{"score": 1}\n')
     assert select.select([inotify.fd], [], [], 10)[0] == [inotify.fd]
-    inotify.drain()
+    drain(inotify.fd)
     assert select.select([inotify.fd], [], [], 0)[0] == []
     inotify.close()
 
