@@ -1,7 +1,8 @@
 """`python -m tuner run|validate|convert|results`: a Vertex AI tuning job, run on this machine.
 
 Exit codes: 0 done (some trials may have failed within the failure budget); 1 the study
-failed (failure budget used up), or stopped on a full disk (the same command resumes it once
+failed (failure budget used up; fix the trainer, then `run --retry-failed` continues it), or
+stopped on a full disk (the same command resumes it once
 there is space); 2 bad usage or config, reported before anything is written or run; 128+N
 interrupted by signal N (running trials are run again by the same command).
 """
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trials-per-gpu", type=_positive, default=1,
                      help="trials sharing one GPU (sets TF_FORCE_GPU_ALLOW_GROWTH)")
     run.add_argument("--seed", type=int, help="seed of the search, for repeatable suggestions")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run a resumed study's FAILED and INFEASIBLE trials again (same "
+                          "parameters, new trial ids; the failures are kept): after fixing a "
+                          "trainer whose failures ended the study")
     run.add_argument("--dry-run", action="store_true",
                      help="validate, print each trial's command and environment, run nothing")
     run.set_defaults(func=cmd_run)
@@ -374,6 +379,11 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
         left = (f"; {active} trial(s) left {TrialState.ACTIVE} by a stopped tuner run again "
                 "with the same id and parameters" if active else "")
         print(f"resuming: {finished} trial(s) finished{left}")
+    if args.retry_failed:
+        retried = study.retry_failed()
+        print(f"retrying {len(retried)} failed trial(s) with the same parameters: "
+              + (", ".join(f"trial {old} as trial {new}" for old, new in retried) or "none left")
+              + (" (the failures stay in the study's storage)" if retried else ""))
     parameter_ids = job.parameter_ids()
     maximize = job.goal == S.MAXIMIZE
 
@@ -412,8 +422,8 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
                           custom_command=custom))
     print(f"wrote {', '.join(os.path.join(output_dir, w) for w in written)}")
     if outcome.status == "failed":
-        print(f"error: study failed: {outcome.message}; fix the trainer and start a new study "
-              "with another --output-dir", file=sys.stderr)
+        print(f"error: study failed: {outcome.message}; fix the trainer, then run the same "
+              "command with --retry-failed to run the failed trials again", file=sys.stderr)
         return 1
     if outcome.status == "interrupted":
         print(f"interrupted ({outcome.message})", file=sys.stderr)

@@ -20,6 +20,8 @@ attribute with a heartbeat. A RUNNING trial whose tuner is gone (its process is 
 host; no heartbeat for `STALE_S`, elsewhere) is an orphan: the next tuner runs it again with the
 same id and parameters, so it resumes from its own checkpoints. Trials created past the budget
 by racing tuners, or suggested and then not run, are marked `discarded` and ignored everywhere.
+A failed trial run again (`run --retry-failed`, after the user fixed the trainer) stays in storage;
+its rerun, a new trial with its parameters, names it in `retry_of`; from then on it counts nowhere.
 
 Several metrics make a multi-objective Optuna study (one direction per metric): a trial is told
 one final value per metric, each taken at the last step at which every metric was reported.
@@ -220,11 +222,13 @@ class Study:
     # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> list[TrialRecord]:
-        """Every trial but the discarded ones, by trial id."""
+        """Every trial but the discarded and the retried ones, by trial id."""
         out = []
-        for t in self.optuna.get_trials(deepcopy=False):
+        trials = self.optuna.get_trials(deepcopy=False)
+        retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+        for t in trials:
             attrs = t.user_attrs
-            if attrs.get("discarded"):
+            if attrs.get("discarded") or t.number in retried:
                 continue
             if t.state == OptunaState.RUNNING:
                 state = TrialState.ACTIVE
@@ -354,6 +358,24 @@ class Study:
         if self.job.algorithm == S.GRID:
             return min(self.job.max_trial_count, self.space.grid_size())
         return self.job.max_trial_count
+
+    def retry_failed(self) -> list[tuple[str, str]]:
+        """Runs every trial the failure budget counts again, as a new trial with the same
+        parameters (Optuna never reopens a finished trial), for a study that failed on its budget
+        and whose trainer is fixed. Returns (failed id, rerun id) pairs. One write per trial:
+        the rerun, naming the failure in `retry_of`, retires it."""
+        retried = []
+        trials = self.optuna.get_trials(deepcopy=False)
+        for record in self.records():
+            if record.state.failed:
+                old = trials[record.number]
+                template = optuna.trial.create_trial(
+                    state=OptunaState.RUNNING, params=old.params, distributions=old.distributions,
+                    user_attrs={"parameters": record.parameters, "retry_of": record.number})
+                number = self._storage.get_trial_number_from_id(
+                    self._storage.create_new_trial(self.study_id, template_trial=template))
+                retried.append((record.trial_id, str(number + 1)))
+        return retried
 
     # -- writing ---------------------------------------------------------------------------
 

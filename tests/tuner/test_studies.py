@@ -5,16 +5,19 @@ step), so the tests can check values, states and the best trial exactly.
 """
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 
 from tests.tuner.support import (TRIAL_SCRIPT, config, last_line, read_csv, run_tuner,
                                  start_tuner, trial_runs, tuner_env)
+from tuner import study as study_mod
 
 X = {"parameterId": "x", "doubleValueSpec": {"minValue": 0.0, "maxValue": 1.0}}
 OPTIMIZER = {"parameterId": "optimizer", "categoricalValueSpec": {"values": ["adam", "sgd"]},
@@ -393,3 +396,30 @@ def test_a_study_resumed_with_another_trial_command_says_so(write_config, tmp_pa
            "--steps=3 --sleep=0`" in other.stderr
     rows = read_csv(out / "trials.csv")
     assert [r["steps"] for r in rows] == ["2", "3"]  # each ran its own command
+
+
+def test_a_study_that_failed_on_its_budget_continues_with_retry_failed(write_config, tmp_path):
+    doc = config(maxTrialCount=4, parallelTrialCount=1, maxFailedTrialCount=2,
+                 args=["--mode=fail", "--sleep=0"], study={"algorithm": "RANDOM_SEARCH"})
+    path, out = write_config(doc), tmp_path / "study"
+    assert run_tuner("run", path, "--output-dir", out).returncode == 1
+    failed = read_csv(out / "trials.csv")
+    again = run_tuner("run", path, "--output-dir", out)
+    assert again.returncode == 1 and "--retry-failed" in last_line(again.stderr)
+
+    fixed = ["--", sys.executable, str(TRIAL_SCRIPT), "--sleep=0"]
+    result = run_tuner("run", path, "--output-dir", out, "--retry-failed", *fixed)
+    assert result.returncode == 0, result.stderr
+    reruns = re.search(r"retrying 2 failed trial\(s\) with the same parameters: trial 1 as trial "
+                       r"(\d+), trial 2 as trial (\d+)", result.stdout)
+    assert reruns, result.stdout
+    rows = read_csv(out / "trials.csv")
+    assert [r["state"] for r in rows] == ["SUCCEEDED"] * 4  # the budget: 4 trials, as asked
+    assert [r["trial_id"] for r in rows[:2]] == list(reruns.groups())
+    assert [r["x"] for r in rows[:2]] == [r["x"] for r in failed]
+    kept = optuna.load_study(storage=study_mod.existing_storage(str(out / "study.journal")),
+                             study_name="tuner-test").trials
+    assert [t.state.name for t in kept[:2]] == ["FAIL", "FAIL"]
+    retry_of = {t.number + 1: t.user_attrs["retry_of"] + 1 for t in kept
+                if "retry_of" in t.user_attrs}
+    assert retry_of == {int(reruns[1]): 1, int(reruns[2]): 2}

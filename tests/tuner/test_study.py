@@ -355,3 +355,26 @@ def test_a_trial_that_parses_a_discrete_value_as_an_integer_is_told_why(line):
     other = _oracle()
     assert other.complete(other.suggest(), Exit(2, 1.0, tail=("error: bad flag",))).reason == \
         "exit code 2: error: bad flag"
+
+
+def _failed_study():
+    """Two trials: one succeeded, one failed (maxFailedTrialCount 1: the study failed)."""
+    oracle = _oracle(maxTrialCount=4, maxFailedTrialCount=1)
+    good, bad = oracle.suggest(), oracle.suggest()
+    oracle.report(good, _m(0.5), 1.0)
+    oracle.complete(good, Exit(0, 1.0))
+    oracle.complete(bad, Exit(1, 1.0))
+    assert oracle.budget_exhausted().failed
+    return oracle, bad
+
+
+def test_retrying_failed_trials_reruns_them_with_their_parameters_and_keeps_the_failure():
+    oracle, bad = _failed_study()
+    assert oracle.retry_failed() == [("2", "3")]
+    assert oracle.budget_exhausted() is None  # the failure no longer counts, nor its place
+    rerun = oracle.suggest()
+    assert (rerun.trial_id, rerun.parameters) == ("3", bad.parameters)
+    assert [r.trial_id for r in oracle.records()] == ["1", "3"]
+    kept = oracle.optuna.trials[bad.number]
+    assert kept.state is TrialState.FAIL and kept.params == oracle.optuna.trials[2].params
+    assert oracle.retry_failed() == []  # asked again: nothing is run twice
