@@ -42,6 +42,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tuner",
@@ -75,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "trainer whose failures ended the study")
     run.add_argument("--dry-run", action="store_true",
                      help="validate, print each trial's command and environment, run nothing")
+    run.add_argument("--backend", choices=("local", "vertex"), default="local",
+                     help="where trials run: local processes (default), or each trial as a "
+                          "Vertex AI custom job")
+    run.add_argument("--region", help="--backend=vertex: the jobs' region (default: $REGION)")
+    run.add_argument("--project", help="--backend=vertex: the project (default: $PROJECT_ID)")
+    run.add_argument("--bucket", help="--backend=vertex: gs://BUCKET[/PREFIX]; trial N writes "
+                                      "under BUCKET/<study>/N/ (default: $BUCKET)")
+    run.add_argument("--preemption-retries", type=_count, default=3,
+                     help="--backend=vertex: how often a trial whose Spot VM is preempted is "
+                          "run again (default 3)")
     run.set_defaults(func=cmd_run)
 
     validate = commands.add_parser("validate", help="check a config as strictly as gcloud")
@@ -262,6 +282,8 @@ def cmd_run(args, trial_command) -> int:
     problem = S.local_problem(job)
     if problem:
         raise S.SpecError(problem.path, problem.message)
+    if args.backend == "vertex":
+        return _run_vertex(args, job, trial_command, overrides)
     slots = _slots(args, job)
     command = trial_command or list(job.trial_job.argv)
     output_dir = args.output_dir or os.path.join(
@@ -275,7 +297,7 @@ def cmd_run(args, trial_command) -> int:
     return _run(args, job, slots, command, output_dir, overrides, trial_command is not None)
 
 
-def _dry_run(args, job, slots, command, origin, output_dir) -> int:
+def _dry_run(args, job, slots, command, origin, output_dir, backend=None) -> int:
     """The same oracle as a run, on in-memory storage, with a backend that starts nothing."""
     import optuna
 
@@ -284,12 +306,14 @@ def _dry_run(args, job, slots, command, origin, output_dir) -> int:
 
     print(f"dry run of {args.config} ({job.dialect}): {_goals(job)}, "
           f"{_search_words(job)}, {job.max_trial_count} trials, "
-          f"{job.parallel_trial_count} at a time on {_describe_slots(slots)}")
+          f"{job.parallel_trial_count} at a time on "
+          f"{backend.description if backend else _describe_slots(slots)}")
     print(f"trial command ({origin}): {shlex.join(command)}")
-    print("each trial inherits this environment minus TF_CONFIG, CLUSTER_SPEC, "
-          "CUDA_VISIBLE_DEVICES and AIP_*/CLOUD_ML_* variables, plus:")
+    if backend is None:
+        print("each trial inherits this environment minus TF_CONFIG, CLUSTER_SPEC, "
+              "CUDA_VISIBLE_DEVICES and AIP_*/CLOUD_ML_* variables, plus:")
+        backend = DryRun(slots, output_dir, command, job)
     oracle = Study(optuna.storages.InMemoryStorage(), "dry-run", job, seed=args.seed)
-    backend = DryRun(slots, output_dir, command, job)
     # with the default search only the first parallelTrialCount trials are known in advance
     known = job.parallel_trial_count if oracle.learns_from_results else job.max_trial_count
     shown = 0
@@ -305,7 +329,29 @@ def _dry_run(args, job, slots, command, origin, output_dir) -> int:
     return 0
 
 
-def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
+def _run_vertex(args, job, trial_command, overrides) -> int:
+    """Each trial a Vertex AI custom job; the study's storage and results stay on this machine."""
+    from tuner.backends import vertex
+
+    if trial_command is not None:
+        raise UsageError("--backend=vertex runs trialJobSpec's container: put the trial command "
+                         "in its containerSpec command/args, not after --")
+    output_dir = args.output_dir or os.path.join(
+        "runs", os.path.splitext(os.path.basename(args.config))[0])
+    try:
+        target = vertex.Target.from_flags(args.project, args.region, args.bucket,
+                                          job.display_name or "study")
+        backend = (vertex.VertexDryRun if args.dry_run else vertex.VertexBackend)(
+            job, target, preemption_retries=args.preemption_retries)
+    except vertex.SettingError as exc:
+        raise UsageError(str(exc)) from None
+    if args.dry_run:
+        return _dry_run(args, job, None, backend.command, "trialJobSpec pool 0", output_dir,
+                        backend)
+    return _run(args, job, None, backend.command, output_dir, overrides, False, backend)
+
+
+def _run(args, job, slots, command, output_dir, overrides, custom, backend=None) -> int:
     from tuner import study as study_mod
     from tuner.journal import DamagedJournal
 
@@ -318,7 +364,7 @@ def _run(args, job, slots, command, output_dir, overrides, custom) -> int:
     try:
         storage, storage_name = study_mod.storage_for(output_dir, args.storage)
         return _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
-                          storage_name)
+                          storage_name, backend)
     except DamagedJournal as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -348,7 +394,7 @@ def _note_another_command(output_dir: str, command: list[str]) -> None:
 
 
 def _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
-               storage_name) -> int:
+               storage_name, backend=None) -> int:
     from tuner import results, study as study_mod
     from tuner.backends.local import LocalBackend
     from tuner.controller import Controller, Outcome
@@ -370,8 +416,12 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
                          (json.dumps(state, indent=2) + "\n").encode())
     view = results.LiveView(job)
     before = study.records()
+    if backend is None:
+        backend, on = LocalBackend(slots, output_dir, command, job), _describe_slots(slots)
+    else:
+        on = backend.description
     print(f"study {name!r}: {_goals(job)}, {_search_words(job)}, up to "
-          f"{study.trial_limit} trials, {len(slots)} at a time on {_describe_slots(slots)}")
+          f"{study.trial_limit} trials, {backend.capacity} at a time on {on}")
     print(f"output: {output_dir}  storage: {storage_name}")
     if before:
         finished = sum(1 for r in before if r.state is not TrialState.ACTIVE)
@@ -392,7 +442,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
         return rows, results.write_files(output_dir, rows, parameter_ids, maximize, job.metric,
                                          plots=plots, objectives=results.objectives(job))
 
-    controller = Controller(study, LocalBackend(slots, output_dir, command, job), view,
+    controller = Controller(study, backend, view,
                             on_change=refresh, preload=(results.pyplot,))
     asked = []
 

@@ -240,16 +240,20 @@ class Controller:
             self._complete(record, run, run.poll())
 
     def _interrupt(self) -> Outcome:
-        """Stops the trial processes but leaves their trials ACTIVE: a rerun runs them again."""
-        for _, run in self.running:
-            run.stop("tuner interrupted")
-        self._wait_all()
+        """Stops the trials' runs (unless the backend leaves them running: cloud jobs) but
+        leaves their trials ACTIVE: a rerun runs them again, or follows them."""
+        left_running = self.backend.on_interrupt([run for _, run in self.running])
+        if not left_running:
+            for _, run in self.running:
+                run.stop("tuner interrupted")
+            self._wait_all()
         active = [record for record, _ in self.running]
         for record, run in self.running:
             if run.read():
                 self.oracle.report(record, run.measurements, run.elapsed_s())
         self.running.clear()
         name = signal.Signals(self.interrupted).name
+        how = " (their jobs still running)" if left_running else ""
         return Outcome("interrupted", f"{name}: {len(active)} running trial(s) left "
-                                      f"{TrialState.ACTIVE}; run the same command again to "
-                                      "resume")
+                                      f"{TrialState.ACTIVE}{how}; run the same command again "
+                                      "to resume")

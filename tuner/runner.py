@@ -177,6 +177,11 @@ def read_hypertune(path: str, metric: str) -> tuple[list[tuple[int, float, float
             data = f.read()
     except OSError:
         return [], set()
+    return parse_hypertune(data, metric)
+
+
+def parse_hypertune(data: bytes, metric: str) -> tuple[list[tuple[int, float, float]], set[str]]:
+    """read_hypertune of a metric file's content (a cloud trial's, read from Cloud Storage)."""
     records, tags = [], set()
     for line in data.splitlines():
         try:

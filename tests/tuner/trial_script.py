@@ -16,7 +16,7 @@ lines to stdout and to stderr first, ending with "flood done".
 It also records what it was given (argv, the tuner's variables, its pid and start time, its
 child's, whether it was the only run holding the trial folder's lock) in
 <AIP_MODEL_DIR>/runs.jsonl and resumes from <AIP_CHECKPOINT_DIR>/progress.json, like a trainer
-with checkpoints.
+with checkpoints (gs:// dirs through the /gcs/ mount, GCS_FUSE_MOUNT where a test moved it).
 """
 import argparse
 import fcntl
@@ -50,8 +50,17 @@ def start_time(pid):
         return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
-model_dir = os.environ["AIP_MODEL_DIR"]
-checkpoint = os.path.join(os.environ["AIP_CHECKPOINT_DIR"], "progress.json")
+def mounted(path):
+    """A gs:// path through the job's Cloud Storage FUSE mount, as code on Vertex AI can open it."""
+    if path.startswith("gs://"):
+        return os.path.join(os.environ.get("GCS_FUSE_MOUNT", "/gcs"), path[len("gs://"):])
+    return path
+
+
+model_dir = mounted(os.environ["AIP_MODEL_DIR"])
+checkpoint = os.path.join(mounted(os.environ["AIP_CHECKPOINT_DIR"]), "progress.json")
+os.makedirs(model_dir, exist_ok=True)
+os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
 lock = open(os.path.join(model_dir, "writer.lock"), "w")  # held until this process (and its
 try:                                                      # children) are gone
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

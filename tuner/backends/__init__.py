@@ -10,13 +10,16 @@ nothing else; the oracle (tuner/study.py) never sees one. A backend offers:
   FAILED), OSError ENOSPC/EDQUOT when there is no space (the study stops, the trial stays
   ACTIVE);
 - `wait(timeout_s, wake_fd)`: blocks until a run may have news (an exit, a measurement), the
-  file descriptor `wake_fd` is readable, or the timeout passes.
+  file descriptor `wake_fd` is readable, or the timeout passes;
+- `on_interrupt(runs) -> bool`: the tuner was interrupted; True leaves the runs running (cloud
+  jobs the user keeps), False has the controller stop them.
 
 A run offers `where` (words for the view), `measurements` (all so far, earlier runs' too),
 `read()` (the new ones), `elapsed_s()`, `poll() -> Exit | None` (tuner/trial.py),
 `stop(reason)` (gracefully; the run then ends STOPPED), `stopping`, and `kill_now()`.
 
-One implementation today: local processes (tuner/backends/local.py).
+Two implementations: local processes (tuner/backends/local.py) and Vertex AI custom jobs
+(tuner/backends/vertex.py).
 """
 
 import os

@@ -185,6 +185,10 @@ class LocalBackend:
         self._runs.append(run)
         return run
 
+    def on_interrupt(self, runs: list[LocalRun]) -> bool:
+        """The controller stops local trials when the tuner is interrupted: nothing is left."""
+        return False
+
     def wait(self, timeout_s: float, wake_fd: int) -> None:
         live = [r for r in self._runs if not r.ended]
         fds = [wake_fd] + [r.exit_fd for r in live if r.exit_fd is not None]

@@ -1,0 +1,144 @@
+"""Trials as Vertex AI custom jobs, for real: the tuner a subprocess with the real
+google-cloud-aiplatform client, a fake JobService on loopback that runs each job's command as a
+process, the GCS emulator behind the real google-cloud-storage client."""
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from tests.support.fake_vertex_jobs import FakeVertexJobs, State
+from tests.support.gcs import GcsEmulator
+from tests.tuner.support import TRIAL_SCRIPT, config, last_line, read_csv, run_tuner, start_tuner, tuner_env
+
+BUCKET = "trials-bkt"
+FLAGS = ("--backend=vertex", "--region=us-central1", "--project=test-project",
+         f"--bucket=gs://{BUCKET}")
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    with GcsEmulator() as emulator:
+        emulator.create_bucket(BUCKET)
+        yield emulator
+
+
+@pytest.fixture
+def vertex(gcs, tmp_path):
+    with FakeVertexJobs(gcs, tmp_path / "vertex", env=tuner_env()) as fake:
+        yield fake
+
+
+def _env(gcs, fake):
+    return tuner_env(VERTEX_API_ENDPOINT=fake.url, TUNER_VERTEX_POLL_S="0.2",
+                     **gcs.client_env())
+
+
+def _study(name, values, args, **changes):
+    doc = config(displayName=name, study={"parameters": [
+        {"parameterId": "x", "discreteValueSpec": {"values": values}}],
+        "algorithm": "GRID_SEARCH"}, args=args, **changes)
+    doc["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["command"] = [
+        sys.executable, str(TRIAL_SCRIPT)]
+    return doc
+
+
+def _jobs_of(fake, trial):
+    return [j for j in fake.created() if j.labels["tuner_trial"] == str(trial)]
+
+
+def test_a_study_of_cloud_jobs_preempted_stopped_and_failed(vertex, gcs, tmp_path,
+                                                            write_config):
+    """Trial 2's Spot job is preempted and rerun (same output dir: it resumes); trial 4's job
+    is failed by the service; trial 5 (slow and poor) is stopped by the median rule."""
+    doc = _study("cloud-study", [0.5, 0.6, 0.7, 0.8, 0.99],
+                 ["--steps=4", "--sleep=0.3", "--mode=slowbad"], maxTrialCount=5,
+                 maxFailedTrialCount=2)
+    doc["studySpec"]["medianAutomatedStoppingSpec"] = {"useElapsedDuration": False}
+    doc["trialJobSpec"]["scheduling"] = {"strategy": "SPOT"}
+    vertex.preempt(2)
+    vertex.fail(4, "Internal error: the worker's disk failed")
+    out = tmp_path / "out"
+    done = run_tuner("run", write_config(doc), *FLAGS, "--output-dir", out,
+                     env=_env(gcs, vertex))
+    assert done.returncode == 0, done.stderr
+    rows = {r["trial_id"]: r for r in read_csv(out / "trials.csv")}
+    assert {t: rows[t]["state"] for t in rows} == {
+        "1": "SUCCEEDED", "2": "SUCCEEDED", "3": "SUCCEEDED", "4": "FAILED", "5": "STOPPED"}
+    assert "Internal error: the worker's disk failed" in rows["4"]["reason"]
+
+    assert [len(_jobs_of(vertex, t)) for t in range(1, 6)] == [1, 2, 1, 1, 1]
+    first, again = _jobs_of(vertex, 2)
+    for job in (first, again):
+        spec = job.job_spec
+        assert spec.base_output_directory.output_uri_prefix == f"gs://{BUCKET}/cloud-study/2/"
+        assert spec.scheduling.restart_job_on_worker_restart
+        container = spec.worker_pool_specs[0].container_spec
+        assert list(container.args)[-1] == "--x=0.6"
+        assert {e.name: e.value for e in container.env} == {
+            "CLOUD_ML_TRIAL_ID": "2",
+            "CLOUD_ML_HP_METRIC_FILE": f"/gcs/{BUCKET}/cloud-study/2/hypertune/output.metrics"}
+    runs = (vertex.fuse_root + f"/{BUCKET}/cloud-study/2/model/runs.jsonl")
+    with open(runs) as f:
+        seen = [json.loads(line) for line in f]
+    assert len(seen) == 2 and seen[1]["env"]["AIP_CHECKPOINT_DIR"] == \
+        f"gs://{BUCKET}/cloud-study/2/checkpoints/"
+    assert "preempted" in done.stderr and "running it again (1 of 3 retries)" in done.stderr
+
+    stopped = _jobs_of(vertex, 5)[0]
+    assert [c.name for c in vertex.calls("CancelCustomJob")] == [stopped.name]
+    assert vertex.state(stopped.name) == State.JOB_STATE_CANCELLED
+    assert rows["5"]["reason"].startswith("median")
+
+
+def test_a_tuner_killed_with_jobs_running_follows_them_when_run_again(vertex, gcs, tmp_path,
+                                                                       write_config):
+    doc = _study("resumed", [0.5, 0.6, 0.7], ["--steps=6", "--sleep=0.5"], maxTrialCount=3)
+    path, out, env = write_config(doc), tmp_path / "out", _env(gcs, vertex)
+    tuner = start_tuner("run", path, *FLAGS, "--output-dir", out, env=env)
+    deadline = time.monotonic() + 120
+    while len(vertex.created()) < 2 or not os.path.exists(
+            vertex.fuse_root + f"/{BUCKET}/resumed/1/hypertune/output.metrics"):
+        assert tuner.poll() is None and time.monotonic() < deadline, tuner.communicate()
+        time.sleep(0.1)
+    tuner.send_signal(signal.SIGKILL)
+    tuner.communicate()
+    running = [j.name for j in vertex.created()]
+    assert all(vertex.state(n) == State.JOB_STATE_RUNNING for n in running)
+
+    done = run_tuner("run", path, *FLAGS, "--output-dir", out, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [len(_jobs_of(vertex, t)) for t in (1, 2, 3)] == [1, 1, 1]
+    assert [r["state"] for r in read_csv(out / "trials.csv")] == ["SUCCEEDED"] * 3
+    assert done.stderr.count("which its earlier tuner started") == 2
+    assert not vertex.calls("CancelCustomJob")
+
+
+def test_dry_run_prints_each_create_request_as_the_v1_api_takes_it(tmp_path, write_config):
+    from google.cloud import aiplatform_v1
+
+    doc = _study("dry", [0.5, 0.6], ["--steps=1"], maxTrialCount=2)
+    shown = run_tuner("run", write_config(doc), *FLAGS, "--dry-run",
+                      "--output-dir", tmp_path / "out")
+    assert shown.returncode == 0, shown.stderr
+    bodies = shown.stdout.split("else CreateCustomJob")[1:]
+    jobs = [aiplatform_v1.CustomJob.from_json(b[b.index("{"):b.rindex("}") + 1])
+            for b in bodies]
+    assert [list(j.job_spec.worker_pool_specs[0].container_spec.args)[-1] for j in jobs] == [
+        "--x=0.5", "--x=0.6"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("--bucket=trials-bkt", "--bucket/BUCKET 'trials-bkt' is not a bucket"),
+    ("--region=us central", "--region/REGION 'us central' is not a region"),
+])
+def test_a_bad_setting_is_one_line_and_exit_2_before_anything_is_written(tmp_path, write_config,
+                                                                         flag, words):
+    doc = _study("bad", [0.5], ["--steps=1"], maxTrialCount=1)
+    done = run_tuner("run", write_config(doc), *FLAGS, flag, "--output-dir", tmp_path / "out")
+    assert done.returncode == 2
+    assert last_line(done.stderr).startswith(f"error: {words}")
+    assert not (tmp_path / "out").exists()
