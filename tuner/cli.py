@@ -443,7 +443,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
                                          plots=plots, objectives=results.objectives(job))
 
     controller = Controller(study, backend, view,
-                            on_change=refresh, preload=(results.pyplot,))
+                            on_change=refresh, preload=(results.plotting,))
     asked = []
 
     def interrupt(signum, _frame):  # later signals are ignored while the trials are killed

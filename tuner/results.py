@@ -7,16 +7,21 @@ Files written into the study's output dir (replaced whole, never left half-writt
   every step is 0).
 - `best_trial.json`: trial_id, value, parameters, command (shell-quoted argv of the best
   SUCCEEDED trial).
-- `history.png`, `parallel_coordinates.png`, `curves.png`.
+- `history.png`, `parallel_coordinates.png`, `curves.png` (intermediate values),
+  `param_importances.png`: drawn by `optuna.visualization.matplotlib` over an in-memory Optuna
+  study of the table's rows, whatever their source; a plot that a study cannot show (no value,
+  no parameter, no measurement) is not drawn, with a line saying why.
 
 With several metrics (`objectives`), `value` in trials.csv is one column per metricId,
 `best_trial.json` holds `metrics` ({metricId: goal}) and `pareto_front`: the SUCCEEDED trials
 no other beats on every metric (trial_id, values, parameters, command), best first metric
-first, and `pareto_front.png` shows them among the others, for each pair of metrics. History,
-parallel coordinates and curves show the first metric.
+first, and `pareto_front.png` shows them among the others (Optuna draws the first two or
+three metrics). History, parallel coordinates and curves show the first metric; parameter
+importances are those of reaching the Pareto front.
 
 The same table can be built from a cloud job's outputs, `<base>/<trial id>/model/metrics.json`
-as the trainer writes them, through google-cloud-storage.
+as the trainer writes them (the curves from `<trial id>/checkpoints/history.json`), through
+google-cloud-storage.
 """
 from __future__ import annotations
 
@@ -202,10 +207,9 @@ def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
         write_atomic(os.path.join(output_dir, "best_trial.json"),
                       (json.dumps(document, indent=2) + "\n").encode())
         written.append("best_trial.json")
-    if plots and any(r.value is not None for r in rows):
-        written += write_plots(output_dir, rows, parameter_ids, maximize, metric)
-    if plots and front:
-        written.append(write_pareto_plot(output_dir, rows, front, objectives))
+    if plots:
+        written += write_plots(output_dir, rows, parameter_ids,
+                               objectives or ((metric, maximize),))
     return written
 
 
@@ -213,158 +217,151 @@ def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
 # Plots
 # --------------------------------------------------------------------------------------------
 
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend. Its import costs 1-1.5 s here: the
-    tuner has it loaded off its controller's thread while the first trial runs, so the plots at
-    the study's end do not wait for it."""
+PLOTS = ("history.png", "parallel_coordinates.png", "curves.png", "param_importances.png")
+PARETO_PLOT = "pareto_front.png"
+
+
+def plotting():
+    """optuna.visualization.matplotlib, with pyplot on the file-only Agg backend. Their imports
+    cost 1-1.5 s here: the tuner has them loaded off its controller's thread while the first
+    trial runs, so the plots at the study's end do not wait for them."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import optuna.visualization.matplotlib as plots
+
+    return plots
+
+
+def plotted_study(rows: list[Row], parameter_ids: list[str],
+                  objectives: tuple[tuple[str, bool], ...]):
+    """The rows as an in-memory Optuna study: what every plot is drawn from, for a local study
+    and a cloud job's files alike. Parameters hold the values the trials received (the local
+    study's own are Optuna's internal ones: a DISCRETE value's index, a REVERSE_LOG reflection),
+    numbers on a log axis where they span 20x or more; measurements are its intermediate values."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
+    directions = ["maximize" if up else "minimize" for _, up in objectives]
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
+                                directions=directions)
+    distributions = _distributions(rows, parameter_ids)
+    for r in sorted(rows, key=lambda r: _as_int(r.trial_id)):
+        values = r.values or ((r.value,) if r.value is not None else None)
+        complete = values is not None and all(math.isfinite(v) for v in values)
+        if complete and r.state in (TrialState.SUCCEEDED, TrialState.STOPPED):
+            state = optuna.trial.TrialState.COMPLETE
+        elif r.state is TrialState.ACTIVE:
+            state, values = optuna.trial.TrialState.RUNNING, None
+        elif r.state is TrialState.STOPPED:
+            state, values = optuna.trial.TrialState.PRUNED, None
+        else:
+            state, values = optuna.trial.TrialState.FAIL, None
+        params = {p: _param_value(r.parameters[p], distributions[p]) for p in parameter_ids
+                  if r.parameters.get(p, "") != ""}
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=values, params=params,
+            distributions={p: distributions[p] for p in params},
+            intermediate_values=_intermediate_values(r.curve),
+            user_attrs={"trial_id": r.trial_id}))
+    return study
+
+
+def _distributions(rows: list[Row], parameter_ids: list[str]) -> dict:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    out = {}
+    for p in parameter_ids:
+        texts = sorted({r.parameters[p] for r in rows if r.parameters.get(p, "") != ""})
+        try:
+            numbers = [float(t) for t in texts]
+        except ValueError:
+            out[p] = CategoricalDistribution(texts)
+            continue
+        low, high = min(numbers, default=0.0), max(numbers, default=1.0)
+        out[p] = FloatDistribution(low, high, log=low > 0 and high / low >= 20)
+    return out
+
+
+def _param_value(text: str, distribution):
+    return text if hasattr(distribution, "choices") else float(text)
+
+
+def _intermediate_values(curve: list[tuple[int, float]]) -> dict[int, float]:
+    """{step: value}; by measurement number where every step is 0 (as `steps` counts them)."""
+    if any(step for step, _ in curve):
+        return {step: value for step, value in curve}
+    return {i + 1: value for i, (_, value) in enumerate(curve)}
+
+
+def figures(study, objectives: tuple[tuple[str, bool], ...]) -> dict:
+    """{file name: the matplotlib Axes drawn, or why that plot is not drawn}. The first metric
+    is the target of a multi-metric study's history and parallel coordinates; its parameter
+    importances are those of reaching the Pareto front, and it gets the Pareto front."""
+    import warnings
+
+    import optuna
+
+    plots = plotting()
+    metric = objectives[0][0]
+    first = {"target": (lambda t: t.values[0]) if len(objectives) > 1 else None,
+             "target_name": metric}
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    params = sorted({p for t in done for p in t.params})
+    why_not = {}
+    if not done:
+        why_not.update(dict.fromkeys(PLOTS[:2] + PLOTS[3:] + (PARETO_PLOT,),
+                                     "no trial has a value"))
+    elif not params:
+        why_not.update(dict.fromkeys(PLOTS[1:2] + PLOTS[3:], "no parameter took values"))
+    elif len(done) < 2:
+        why_not.update(dict.fromkeys(PLOTS[1:2] + PLOTS[3:], "one trial has a value: "
+                                                              "nothing to compare it with"))
+    elif len(params) < 2:
+        why_not[PLOTS[3]] = "one parameter: it has all the importance"
+    if not any(t.intermediate_values for t in trials):
+        why_not[PLOTS[2]] = "no trial reported intermediate measurements"
+    draw = {PLOTS[0]: lambda: plots.plot_optimization_history(study, **first),
+            PLOTS[1]: lambda: plots.plot_parallel_coordinate(study, **first),
+            PLOTS[2]: lambda: plots.plot_intermediate_values(study),
+            PLOTS[3]: lambda: plots.plot_param_importances(study, target_name=metric)}
+    if len(objectives) > 1:
+        shown = 2 if len(objectives) > 3 else len(objectives)  # Optuna draws 2 or 3 axes
+        draw[PARETO_PLOT] = lambda: plots.plot_pareto_front(
+            study, targets=lambda t: t.values[:shown],
+            target_names=[m for m, _ in objectives[:shown]])
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, plot in draw.items():
+            out[name] = why_not.get(name) or plot()
+    return out
+
+
+def write_plots(output_dir: str, rows: list[Row], parameter_ids: list[str],
+                objectives: tuple[tuple[str, bool], ...]) -> list[str]:
+    """Draws the plots of `figures` into PNGs; says why each one that is not drawn is not (a
+    copy left from an earlier run is removed: it would show another study's state)."""
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def write_plots(output_dir: str, rows: list[Row], parameter_ids: list[str], maximize: bool,
-                metric: str) -> list[str]:
-    plt = pyplot()
-    done = sorted([r for r in rows if r.value is not None and math.isfinite(r.value)],
-                  key=lambda r: _as_int(r.trial_id))
-    figures = {"history.png": _history(plt, done, maximize, metric),
-               "parallel_coordinates.png": _parallel(plt, done, parameter_ids, maximize, metric),
-               "curves.png": _curves(plt, rows, metric)}
-    for name, figure in figures.items():
+    written = []
+    for name, drawn in figures(plotted_study(rows, parameter_ids, objectives),
+                               objectives).items():
+        path = os.path.join(output_dir, name)
+        if isinstance(drawn, str):
+            print(f"{name} not drawn: {drawn}")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        figure = drawn.figure
+        figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=100)
         plt.close(figure)
-        write_atomic(os.path.join(output_dir, name), buffer.getvalue())
-    return list(figures)
-
-
-def write_pareto_plot(output_dir: str, rows: list[Row], front: list[Row],
-                      objectives: tuple[tuple[str, bool], ...]) -> str:
-    """pareto_front.png: the trials with every metric's value, one scatter per pair of
-    metrics (one with two metrics), the front (over all metrics) marked and, with two
-    metrics, joined in order."""
-    import itertools
-
-    plt = pyplot()
-    done = [r for r in rows if r.values and all(math.isfinite(v) for v in r.values)]
-    pairs = list(itertools.combinations(range(len(objectives)), 2))
-    figure, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.5), squeeze=False)
-    on_front = {r.trial_id for r in front}
-    for ax, (i, j) in zip(axes[0], pairs):
-        rest = [r for r in done if r.trial_id not in on_front]
-        ax.scatter([r.values[i] for r in rest], [r.values[j] for r in rest], color="tab:blue",
-                   alpha=0.6, label="dominated")
-        points = sorted((r.values[i], r.values[j], r.trial_id) for r in front)
-        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:red", zorder=3,
-                   label="Pareto front")
-        if len(objectives) == 2:
-            ax.plot([p[0] for p in points], [p[1] for p in points], color="tab:red", alpha=0.5)
-        for x, y, trial_id in points:
-            ax.annotate(trial_id, (x, y), xytext=(4, 4), textcoords="offset points",
-                        fontsize=8)
-        (xi, x_up), (yj, y_up) = objectives[i], objectives[j]
-        ax.set(xlabel=f"{xi} ({'max' if x_up else 'min'})",
-               ylabel=f"{yj} ({'max' if y_up else 'min'})")
-        ax.legend()
-    figure.suptitle("Pareto front" + (f" over all {len(objectives)} metrics"
-                                      if len(objectives) > 2 else ""))
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    write_atomic(os.path.join(output_dir, "pareto_front.png"), buffer.getvalue())
-    return "pareto_front.png"
-
-
-def _history(plt, done: list[Row], maximize: bool, metric: str):
-    figure, axes = plt.subplots(figsize=(7, 4))
-    best, running = [], None
-    for r in done:
-        running = r.value if running is None else (max if maximize else min)(running, r.value)
-        best.append(running)
-    x = [int(r.trial_id) if r.trial_id.isdigit() else i for i, r in enumerate(done)]
-    for state, marker in ((TrialState.SUCCEEDED, "o"), (TrialState.STOPPED, "x")):
-        points = [(xi, r.value) for xi, r in zip(x, done) if r.state == state]
-        if points:
-            axes.scatter(*zip(*points), marker=marker, label=state.value.lower())
-    axes.step(x, best, where="post", color="tab:red", label="best so far")
-    axes.set(xlabel="trial id", ylabel=metric, title="Optimisation history")
-    axes.legend()
-    figure.tight_layout()
-    return figure
-
-
-def _parallel(plt, done: list[Row], parameter_ids: list[str], maximize: bool, metric: str):
-    """One axis per parameter (numbers on their own range, categories evenly spaced) and one
-    for the objective; a line per trial, coloured by its value."""
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * (len(parameter_ids) + 1)), 4.5))
-    columns = [*parameter_ids, metric]
-    positions: list[dict] = []
-    for column in columns:
-        texts = [r.parameters.get(column) if column != metric else repr(r.value) for r in done]
-        present = [t for t in texts if t not in (None, "")]
-        try:
-            numbers = [float(t) for t in present]
-            low, high = min(numbers, default=0.0), max(numbers, default=1.0)
-            log = low > 0 and high / low >= 20  # spans 1.3+ decades: show it on a log axis
-            def place(t, low=low, high=high, log=log):
-                v = float(t)
-                if high == low:
-                    return 0.5
-                if log:
-                    return (math.log(v) - math.log(low)) / (math.log(high) - math.log(low))
-                return (v - low) / (high - low)
-            labels = {0.0: f"{low:.3g}", 1.0: f"{high:.3g}"}
-        except ValueError:
-            categories = sorted(set(present))
-            step = 1.0 / max(1, len(categories) - 1)
-            spots = {c: (i * step if len(categories) > 1 else 0.5)
-                     for i, c in enumerate(categories)}
-            def place(t, spots=spots):
-                return spots[t]
-            labels = {v: c for c, v in spots.items()}
-        positions.append({"place": place, "labels": labels})
-    values = [r.value for r in done]
-    low, high = min(values), max(values)
-    colormap = plt.get_cmap("viridis")
-    for r in done:
-        ys = []
-        for column, axis in zip(columns, positions):
-            text = r.parameters.get(column) if column != metric else repr(r.value)
-            ys.append(axis["place"](text) if text not in (None, "") else math.nan)
-        shade = 0.5 if high == low else (r.value - low) / (high - low)
-        if not maximize:
-            shade = 1 - shade
-        axes.plot(range(len(columns)), ys, color=colormap(shade), alpha=0.8)
-    for i, axis in enumerate(positions):
-        axes.axvline(i, color="grey", lw=0.8)
-        for y, label in axis["labels"].items():
-            axes.annotate(label, (i, y), xytext=(3, 0), textcoords="offset points",
-                          fontsize=7, va="center")
-    axes.set_xticks(range(len(columns)), columns, rotation=20)
-    axes.set_yticks([])
-    axes.set_title(f"Parallel coordinates (bright = better {metric})")
-    figure.tight_layout()
-    return figure
-
-
-def _curves(plt, rows: list[Row], metric: str):
-    figure, axes = plt.subplots(figsize=(7, 4))
-    colours = {TrialState.SUCCEEDED: "tab:blue", TrialState.STOPPED: "tab:orange",
-               TrialState.ACTIVE: "tab:green"}
-    for r in rows:
-        if r.curve and r.state in colours:
-            xs, ys = zip(*r.curve)
-            axes.plot(xs, ys, marker=".", color=colours[r.state], alpha=0.7)
-    for state, colour in colours.items():
-        axes.plot([], [], color=colour, label=state.value.lower())
-    axes.set(xlabel="step", ylabel=metric, title="Intermediate measurements")
-    axes.legend()
-    figure.tight_layout()
-    return figure
+        write_atomic(path, buffer.getvalue())
+        written.append(name)
+    return written
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,7 +648,7 @@ def _rows_from_gcs(bucket_name: str, base: str, job: S.TuningJob | None):
         command = ["python", "-m", "trainer.task", *[f"--{k}={v}" for k, v in flags.items()]]
         rows.append(Row(trial_id, TrialState.SUCCEEDED, None if value is None else float(value),
                         int(data.get("epochs_run") or 0), float(data.get("wall_time_s") or 0),
-                        flags, "", command))
+                        flags, "", command, _curve(bucket, folder, data.get("metric"))))
     if job is not None:
         parameter_ids = job.parameter_ids()
         metric = job.metric
@@ -661,3 +658,15 @@ def _rows_from_gcs(bucket_name: str, base: str, job: S.TuningJob | None):
                                                  if r.parameters}) > 1]
         metric = metrics.pop() if len(metrics) == 1 else "value"
     return rows, parameter_ids, metric
+
+
+def _curve(bucket, folder: str, metric: str | None) -> list[tuple[int, float]]:
+    """(epoch, value) of the metric from the trainer's `checkpoints/history.json` (its epoch
+    history, beside the checkpoints); none where the file is missing or unreadable."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        history = json.loads(bucket.blob(f"{folder}checkpoints/history.json").download_as_bytes())
+        return [(int(h["epoch"]), float(h[metric])) for h in history if metric in h]
+    except (NotFound, ValueError, TypeError, KeyError):
+        return []

@@ -1,11 +1,22 @@
-"""`python -m tuner results gs://...`: the table of a cloud tuning job, from its trials' files.
+"""The results of a study: `python -m tuner results gs://...` (a cloud tuning job's table, from its
+trials' files) and the plots, drawn by optuna.visualization from a local study or a cloud job's
+files through one in-memory Optuna study.
 
 The bucket is the session's GCS emulator (tests/support/gcs.py); the tuner reaches it through
 google-cloud-storage and STORAGE_EMULATOR_HOST, as it would reach GCS with real credentials.
 """
 import json
 
+import pytest
+from PIL import Image
+
 from tests.tuner.support import config, read_csv, run_tuner, tuner_env
+from tuner import results
+from tuner import spec as S
+from tuner import study as study_mod
+from tuner.trial import Exit, Measurement, TrialState
+
+PLOTS = ("history.png", "parallel_coordinates.png", "curves.png", "param_importances.png")
 
 
 def _metrics(final, best, learning_rate, optimizer, epochs=5):
@@ -17,21 +28,47 @@ def _metrics(final, best, learning_rate, optimizer, epochs=5):
             "versions": {"tensorflow": "2.21.0"}}
 
 
+def _history(*values):
+    """The trainer's checkpoints/history.json: one record per epoch."""
+    return json.dumps([{"epoch": i + 1, "time": 1.0e9 + i, "val_accuracy": v, "loss": 1.0}
+                       for i, v in enumerate(values)])
+
+
+CURVES = {"1": (0.5, 0.93, 0.91), "2": (0.6, 0.95), "3": (0.7, 0.96)}  # trial 10 has none
+
+
 def _upload(gcs_emulator, bucket, trials):
     target = gcs_emulator.client().bucket(bucket)
     for name, content in trials.items():
         target.blob(name).upload_from_string(content)
 
 
-def test_results_of_a_cloud_job(gcs_emulator, gcs_bucket, tmp_path, write_config):
-    _upload(gcs_emulator, gcs_bucket, {
+def _upload_cloud_job(gcs_emulator, bucket):
+    _upload(gcs_emulator, bucket, {
         "hpt-1/1/model/metrics.json": json.dumps(_metrics(0.91, 0.93, 0.01, "adam")),
         "hpt-1/2/model/metrics.json": json.dumps(_metrics(0.95, 0.95, 0.003, "sgd")),
         "hpt-1/3/model/metrics.json": json.dumps(_metrics(0.80, 0.96, 0.1, "adam", epochs=2)),
         "hpt-1/4/checkpoints/ckpt-1.index": "x",  # a trial that never wrote its metrics
         "hpt-1/10/model/metrics.json": json.dumps(_metrics(0.90, 0.92, 0.02, "sgd")),
         "other/1/model/metrics.json": json.dumps(_metrics(0.99, 0.99, 0.5, "adam")),
+        **{f"hpt-1/{t}/checkpoints/history.json": _history(*v) for t, v in CURVES.items()},
     })
+
+
+def _assert_png(path):
+    with Image.open(path) as image:
+        image.verify()  # a whole, valid PNG
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def _history_points(axes, metric):
+    """The (trial number, value) points of optuna's optimization history plot."""
+    [points] = [c for c in axes.collections if c.get_label() == metric]
+    return [tuple(xy) for xy in points.get_offsets().tolist()]
+
+
+def test_results_of_a_cloud_job(gcs_emulator, gcs_bucket, tmp_path, write_config):
+    _upload_cloud_job(gcs_emulator, gcs_bucket)
     env = tuner_env(**gcs_emulator.client_env())
     out = tmp_path / "table"
     result = run_tuner("results", f"gs://{gcs_bucket}/hpt-1", "--output-dir", out, env=env)
@@ -52,7 +89,8 @@ def test_results_of_a_cloud_job(gcs_emulator, gcs_bucket, tmp_path, write_config
     assert best["trial_id"] == "2"
     assert best["command"] == ("python -m trainer.task --learning_rate=0.003 --batch_size=64 "
                                "--optimizer=sgd --epochs=5")
-    assert (out / "history.png").exists()
+    for name in PLOTS:
+        _assert_png(out / name)
 
     # with the job's config: its metric goal, measurement selection and parameter columns
     job = config(study={"metrics": [{"metricId": "val_accuracy", "goal": "MAXIMIZE"}],
@@ -75,19 +113,112 @@ def test_an_empty_prefix_is_an_error(gcs_emulator, gcs_bucket):
     assert "no trial folders" in result.stderr
 
 
-def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
-    from tuner import results
-    from tuner.trial import TrialState
+def test_a_cloud_jobs_plots_come_from_its_trials(gcs_emulator, gcs_bucket, monkeypatch):
+    """The same in-memory study as a local one: its values, its parameters, and the curves of
+    the trainer's history.json as intermediate values."""
+    _upload_cloud_job(gcs_emulator, gcs_bucket)
+    for key, value in gcs_emulator.client_env().items():
+        monkeypatch.setenv(key, value)
+    rows, parameter_ids, metric = results.rows_from_gcs(f"gs://{gcs_bucket}/hpt-1", None)
+    objectives = ((metric, True),)
+    study = results.plotted_study(rows, parameter_ids, objectives)
+    drawn = results.figures(study, objectives)
+    # trials 1, 2, 3, 4, 10 are numbers 0-4 in the in-memory study; trial 4 has no value
+    assert _history_points(drawn["history.png"], metric) == [(0, 0.91), (1, 0.95), (2, 0.8),
+                                                             (4, 0.9)]
+    curves = {tuple(line.get_ydata()) for line in drawn["curves.png"].lines}
+    assert curves == set(CURVES.values())
+    importances = drawn["param_importances.png"]
+    assert sorted(t.get_text() for t in importances.get_yticklabels()) == sorted(parameter_ids)
+    lines = drawn["parallel_coordinates.png"].collections[0].get_segments()
+    assert len(lines) == 4  # one line per trial with a value
 
+
+def _local_study(tmp_path, scores):
+    """A real study in a journal file: one trial per entry of `scores` (its measurements, or
+    None for a trial that fails), run through the oracle without processes."""
+    job = S.parse(config(study={
+        "algorithm": "RANDOM_SEARCH",
+        "parameters": [{"parameterId": "x", "doubleValueSpec": {"minValue": 0.0,
+                                                                "maxValue": 1.0}},
+                       {"parameterId": "batch_size",
+                        "discreteValueSpec": {"values": [16, 64, 256]}}]}),
+        {"maxTrialCount": len(scores)})
+    storage, _ = study_mod.storage_for(str(tmp_path), None)
+    study = study_mod.Study(storage, "s", job, seed=1)
+    for measured in scores:
+        record = study.new_trial()
+        study.started(record, ["python", "train.py"], None)
+        if measured is None:
+            study.complete(record, Exit(1, 1.0, tail=("boom",)))
+            continue
+        study.report(record, [Measurement(i + 1, float(i), v, float(i))
+                              for i, v in enumerate(measured)], 1.0)
+        study.complete(record, Exit(0, 1.0))
+    return job, study
+
+
+def test_a_local_studys_plots_come_from_its_trials(tmp_path):
+    scores = [(0.2, 0.4), (0.5, 0.3, 0.6), None, (0.1, 0.9)]
+    job, study = _local_study(tmp_path, scores)
+    rows = results.rows_from_records(job, study.records())
+    objectives = ((job.metric, True),)
+    drawn = results.figures(results.plotted_study(rows, job.parameter_ids(), objectives),
+                            objectives)
+    assert _history_points(drawn["history.png"], job.metric) == [(0, 0.4), (1, 0.6), (3, 0.9)]
+    assert {tuple(line.get_ydata()) for line in drawn["curves.png"].lines} == {
+        s for s in scores if s}
+    # the values the trials received (16, 64, 256), not Optuna's index of them (0, 1, 2)
+    received = {float(r.parameters["batch_size"]) for r in rows}
+    assert received <= {16.0, 64.0, 256.0}
+    assert {t.params["batch_size"] for t in results.plotted_study(
+        rows, job.parameter_ids(), objectives).get_trials()} == received
+
+    written = results.write_files(str(tmp_path), rows, job.parameter_ids(), True, job.metric,
+                                  plots=True)
+    assert written == ["trials.csv", "best_trial.json", *PLOTS]
+    for name in PLOTS:
+        _assert_png(tmp_path / name)
+
+
+@pytest.mark.parametrize("scores, parameters, missing", [
+    ([None, None], ["x", "batch_size"], {"history.png": "no trial has a value",
+                                         "parallel_coordinates.png": "no trial has a value",
+                                         "curves.png": "no trial reported intermediate",
+                                         "param_importances.png": "no trial has a value"}),
+    ([(0.3,)], ["x", "batch_size"], {"parallel_coordinates.png": "one trial has a value",
+                                     "param_importances.png": "one trial has a value"}),
+    ([(0.3,), (0.5,)], ["x"], {"param_importances.png": "one parameter"}),
+], ids=["all-failed", "one-trial", "one-parameter"])
+def test_a_plot_a_study_cannot_show_is_not_drawn_and_says_why(tmp_path, capsys, scores,
+                                                              parameters, missing):
+    job, study = _local_study(tmp_path, scores)
+    rows = results.rows_from_records(job, study.records())
+    stale = tmp_path / "param_importances.png"
+    stale.write_bytes(b"an earlier run's plot")
+    written = results.write_plots(str(tmp_path), rows, parameters, ((job.metric, True),))
+    assert written == [name for name in PLOTS if name not in missing]
+    out = capsys.readouterr().out
+    for name, why in missing.items():
+        assert f"{name} not drawn: {why}" in out
+        assert not (tmp_path / name).exists()
+    for name in written:
+        _assert_png(tmp_path / name)
+
+
+def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
     objectives = (("acc", True), ("latency", False), ("size", False))
     points = {"1": (0.9, 10.0, 5.0), "2": (0.9, 10.0, 5.0),  # equal: neither beats the other
               "3": (0.8, 10.0, 5.0),  # beaten by 1 on acc alone
               "4": (0.7, 5.0, 9.0), "5": (0.95, 20.0, 1.0)}
-    rows = [results.Row(t, TrialState.SUCCEEDED, v[0], 2, 1.0, {}, values=v)
+    rows = [results.Row(t, TrialState.SUCCEEDED, v[0], 2, 1.0, {"x": t}, values=v)
             for t, v in points.items()]
     rows.append(results.Row("6", TrialState.INFEASIBLE, None, 0, 1.0, {}))
     front = results.pareto_front(rows, objectives)
     assert [r.trial_id for r in front] == ["5", "1", "2", "4"]
-    assert results.write_pareto_plot(str(tmp_path), rows, front, objectives) == \
-        "pareto_front.png"
-    assert (tmp_path / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = results.figures(results.plotted_study(rows, ["x"], objectives), objectives)
+    best = next(c for c in drawn["pareto_front.png"].collections
+                if c.get_label() == "Best Trial")
+    assert len(best.get_offsets()) == len(front)
+    assert "pareto_front.png" in results.write_plots(str(tmp_path), rows, ["x"], objectives)
+    _assert_png(tmp_path / "pareto_front.png")
