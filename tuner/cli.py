@@ -470,6 +470,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     print()
     print(results.summary(job, rows, config_path=args.config, overrides=overrides,
                           custom_command=custom))
+    _print_jobs(job, study.records())
     print(f"wrote {', '.join(os.path.join(output_dir, w) for w in written)}")
     if outcome.status == "failed":
         print(f"error: study failed: {outcome.message}; fix the trainer, then run the same "
@@ -548,5 +549,14 @@ def _local_results(args) -> int:
                           else config,
                           overrides=state["overrides"],
                           custom_command=state["command"] != list(job.trial_job.argv)))
+    _print_jobs(job, study.records())
     print(f"wrote {', '.join(os.path.join(target, w) for w in written)}")
     return 0
+
+
+def _print_jobs(job, records) -> None:
+    """Trials run as Vertex AI jobs: each one's job, machine, wall time and console page."""
+    from tuner.backends.vertex import job_lines
+
+    for line in job_lines(job, records):
+        print(line)

@@ -116,11 +116,6 @@ class Target:
         """The object name of a trial's metric file in the bucket."""
         return (self.trial_dir(trial_id) + METRIC_FILE)[len("gs://" + self.bucket_name + "/"):]
 
-    def console_link(self, job_name: str) -> str:
-        """The job's page in the console (as google-cloud-aiplatform's own jobs link it)."""
-        return (f"https://console.cloud.google.com/agent-platform/locations/{self.region}/"
-                f"training/{job_name.rsplit('/', 1)[-1]}?project={self.project}")
-
     def cancel_command(self, job_name: str) -> str:
         return (f"gcloud ai custom-jobs cancel {job_name.rsplit('/', 1)[-1]} "
                 f"--region={self.region} --project={self.project}")
@@ -464,3 +459,29 @@ class VertexDryRun:
         print(f"  else CreateCustomJob parent={self.target.parent}:")
         body = json.dumps(job_body(self.job, self.target, record), indent=2)
         print("\n".join("  " + line for line in body.splitlines()))
+
+
+def console_link(job_name: str) -> str:
+    """The job's page in the console (as google-cloud-aiplatform's own jobs link theirs)."""
+    _, project, _, region, _, job_id = job_name.split("/")
+    return (f"https://console.cloud.google.com/agent-platform/locations/{region}/training/"
+            f"{job_id}?project={project}")
+
+
+def job_lines(job: S.TuningJob, records: list[TrialRecord]) -> list[str]:
+    """The cloud side of each trial that ran as a job: its job, machine, wall time, console
+    page (what the results add for a study run with --backend=vertex)."""
+    machine = job.document["trialJobSpec"]["workerPoolSpecs"][0].get("machineSpec", {})
+    kind = machine.get("machineType", "?")
+    if machine.get("acceleratorCount"):
+        kind += f" + {machine['acceleratorCount']} x {machine.get('acceleratorType', '?')}"
+    lines = []
+    for record in records:
+        name = (record.run or {}).get("job")
+        if not name:
+            continue
+        preemptions = record.run.get("preemptions", 0)
+        again = f", preempted {preemptions}x" if preemptions else ""
+        lines.append(f"  trial {record.trial_id} {record.state}: job {name.rsplit('/', 1)[-1]} "
+                     f"({kind}, {record.elapsed_s:.0f} s{again}) {console_link(name)}")
+    return ["Vertex AI jobs (the latest of each trial):", *lines] if lines else []

@@ -4,6 +4,7 @@ process, the GCS emulator behind the real google-cloud-storage client."""
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -92,6 +93,14 @@ def test_a_study_of_cloud_jobs_preempted_stopped_and_failed(vertex, gcs, tmp_pat
     assert vertex.state(stopped.name) == State.JOB_STATE_CANCELLED
     assert rows["5"]["reason"].startswith("median")
 
+    shown = run_tuner("results", out, env=_env(gcs, vertex))
+    assert shown.returncode == 0, shown.stderr
+    job_id = again.name.rsplit("/", 1)[1]
+    line = next(t for t in shown.stdout.splitlines() if t.startswith("  trial 2 "))
+    assert line.startswith(f"  trial 2 SUCCEEDED: job {job_id} (n1-standard-4, ")
+    assert line.endswith(", preempted 1x) https://console.cloud.google.com/agent-platform/"
+                         f"locations/us-central1/training/{job_id}?project=test-project")
+
 
 def test_a_tuner_killed_with_jobs_running_follows_them_when_run_again(vertex, gcs, tmp_path,
                                                                        write_config):
@@ -114,6 +123,25 @@ def test_a_tuner_killed_with_jobs_running_follows_them_when_run_again(vertex, gc
     assert [r["state"] for r in read_csv(out / "trials.csv")] == ["SUCCEEDED"] * 3
     assert done.stderr.count("which its earlier tuner started") == 2
     assert not vertex.calls("CancelCustomJob")
+
+
+def test_ctrl_c_without_a_terminal_leaves_the_jobs_running(vertex, gcs, tmp_path,
+                                                           write_config):
+    doc = _study("left", [0.5, 0.6], ["--steps=4", "--sleep=0.5"], maxTrialCount=2)
+    path, out, env = write_config(doc), tmp_path / "out", _env(gcs, vertex)
+    tuner = start_tuner("run", path, *FLAGS, "--output-dir", out, env=env,
+                        stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(vertex.created()) < 2:
+        assert tuner.poll() is None and time.monotonic() < deadline, tuner.communicate()
+        time.sleep(0.1)
+    tuner.send_signal(signal.SIGINT)
+    _, stderr = tuner.communicate(timeout=120)
+    assert tuner.returncode == 128 + signal.SIGINT, stderr
+    assert "stdin is not a terminal: the running jobs are left running" in stderr
+    assert "gcloud ai custom-jobs cancel JOB_ID --region=us-central1" in stderr
+    assert not vertex.calls("CancelCustomJob")
+    assert State.JOB_STATE_CANCELLED not in [vertex.state(j.name) for j in vertex.created()]
 
 
 def test_dry_run_prints_each_create_request_as_the_v1_api_takes_it(tmp_path, write_config):
