@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trials-per-gpu", type=_positive, default=1,
                      help="trials sharing one GPU (sets TF_FORCE_GPU_ALLOW_GROWTH)")
     run.add_argument("--seed", type=int, help="seed of the search, for repeatable suggestions")
+    run.add_argument("--heartbeat-timeout", type=float, metavar="SECONDS",
+                     help="shared storage: a tuner on another machine silent this long is gone "
+                          "and its running trials run again here (default 60; at least 15: "
+                          "tuners beat every 5 s)")
     run.add_argument("--retry-failed", action="store_true",
                      help="run a resumed study's FAILED and INFEASIBLE trials again (same "
                           "parameters, new trial ids; the failures are kept): after fixing a "
@@ -355,6 +359,10 @@ def _run(args, job, slots, command, output_dir, overrides, custom, backend=None)
     from tuner import study as study_mod
     from tuner.journal import DamagedJournal
 
+    least = 3 * study_mod.HEARTBEAT_S
+    if args.heartbeat_timeout is not None and args.heartbeat_timeout < least:
+        raise UsageError(f"--heartbeat-timeout must be at least {least:g} s (tuners beat every "
+                         f"{study_mod.HEARTBEAT_S:g} s), got {args.heartbeat_timeout:g}")
     folders = [("--output-dir", output_dir)]
     if args.storage and "://" not in args.storage:
         folders.append(("--storage", os.path.dirname(os.path.abspath(args.storage))))
@@ -365,7 +373,7 @@ def _run(args, job, slots, command, output_dir, overrides, custom, backend=None)
         storage, storage_name = study_mod.storage_for(output_dir, args.storage)
         return _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
                           storage_name, backend)
-    except DamagedJournal as exc:
+    except (DamagedJournal, study_mod.StorageUnusable) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         if not _disk_full(exc):
@@ -403,7 +411,8 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     name = job.display_name or "study"
     _note_another_command(output_dir, command)
     try:
-        study = study_mod.Study(storage, name, job, seed=args.seed)
+        study = study_mod.Study(storage, name, job, seed=args.seed,
+                                stale_s=args.heartbeat_timeout or study_mod.STALE_S)
     except study_mod.StudyMismatch as exc:
         raise UsageError(f"{storage_name} already holds study {name!r} with another search "
                          f"space ({exc}); use another --output-dir (or set displayName for a "
@@ -537,7 +546,7 @@ def _local_results(args) -> int:
     except (FileNotFoundError, KeyError):
         raise UsageError(f"{args.source}: the study's storage {state['storage']} is gone"
                          ) from None
-    except DamagedJournal as exc:
+    except (DamagedJournal, study_mod.StorageUnusable) as exc:
         raise UsageError(str(exc)) from None
     rows = results.rows_from_records(job, study.records())
     os.makedirs(target, exist_ok=True)

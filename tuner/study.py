@@ -17,7 +17,7 @@ metric's: Optuna keeps one intermediate value a step), with user attributes:
 `runs`, `run` (the latest run as its backend names it), `command`, `measurements` (with times),
 `elapsed_s`, and once finished `state` and `reason`. Each tuner announces itself in a study
 attribute with a heartbeat. A RUNNING trial whose tuner is gone (its process is dead, on this
-host; no heartbeat for `STALE_S`, elsewhere) is an orphan: the next tuner runs it again with the
+host; no heartbeat for `STALE_S` or `run --heartbeat-timeout`, elsewhere) is an orphan: the next tuner runs it again with the
 same id and parameters, so it resumes from its own checkpoints. Trials created past the budget
 by racing tuners, or suggested and then not run, are marked `discarded` and ignored everywhere.
 A failed trial run again (`run --retry-failed`, after the user fixed the trainer) stays in storage;
@@ -28,6 +28,7 @@ one final value per metric, each taken at the last step at which every metric wa
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -70,7 +71,7 @@ class Verdict:
 def storage_for(output_dir: str, storage: str | None) -> tuple[optuna.storages.BaseStorage, str]:
     """The Optuna storage and the text that names it (kept in tuner.json for `results`)."""
     if storage and "://" in storage:
-        return optuna.storages.RDBStorage(storage), storage
+        return database(storage), storage
     path = os.path.abspath(storage or os.path.join(output_dir, JOURNAL))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return JournalStorage(JournalFile(path)), path
@@ -81,10 +82,45 @@ def existing_storage(url: str) -> optuna.storages.BaseStorage:
     reader skips a torn last record, and a study a live tuner writes, or a read-only copy of
     one, must show as it is; the next `run` repairs it)."""
     if "://" in url:
-        return optuna.storages.RDBStorage(url)
+        return database(url)
     if not os.path.exists(url):
         raise FileNotFoundError(url)
     return JournalStorage(JournalFile(url))
+
+
+SCHEMA_ATTEMPTS = 5
+SCHEMA_RETRY_S = 0.5
+DRIVERS = {"postgresql": ("psycopg", "psycopg[binary]==3.3.9", "postgresql")}
+
+
+def database(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage in the database at `url` (SQLAlchemy's form). `postgresql://`, as users
+    type it, means psycopg 3 (`postgresql+psycopg://`): SQLAlchemy's default for it is
+    psycopg2, which the tuner does not install."""
+    import sqlalchemy
+
+    parsed = sqlalchemy.engine.make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername in DRIVERS:
+        module, requirement, extra = DRIVERS[parsed.drivername]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise StorageUnusable(
+                f"--storage {shown}: the {parsed.drivername} driver {module} is not installed: "
+                f"pip install '{requirement}' (or the tuner's extra: pip install "
+                f"'.[{extra}]')")
+        parsed = parsed.set(drivername=f"{parsed.drivername}+{module}")
+    try:
+        return _create_tables_once(parsed.render_as_string(hide_password=False))
+    except ModuleNotFoundError as exc:
+        raise StorageUnusable(f"--storage {shown}: its driver {exc.name} is not installed: "
+                              f"pip install {exc.name}") from None
+    except sqlalchemy.exc.DBAPIError as exc:
+        reason = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+        raise StorageUnusable(f"--storage {shown}: cannot use the database ({reason}): check "
+                              "that its server runs and the URL's host, port, user and "
+                              "database") from None
 
 
 def _process_start(pid: int) -> int | str | None:
@@ -156,9 +192,10 @@ class Study:
     """One study in storage, seen by one tuner process: the oracle of that tuner."""
 
     def __init__(self, storage: optuna.storages.BaseStorage, name: str, job: S.TuningJob,
-                 *, seed: int | None = None, create: bool = True):
+                 *, seed: int | None = None, create: bool = True, stale_s: float = STALE_S):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._storage = storage
+        self.stale_s = stale_s  # how long another host's tuner may be silent before it is gone
         self.name = name
         self.job = job
         self.maximize = job.goal == S.MAXIMIZE
@@ -217,7 +254,7 @@ class Study:
         if info["host"] == socket.gethostname():
             start = _process_start(info["pid"])
             return start is not None and start == info["start"]
-        return time.time() - info["beat"] < STALE_S
+        return time.time() - info["beat"] < self.stale_s
 
     # -- reading ---------------------------------------------------------------------------
 
