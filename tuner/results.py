@@ -16,8 +16,7 @@ With several metrics (`objectives`), `value` in trials.csv is one column per met
 `best_trial.json` holds `metrics` ({metricId: goal}) and `pareto_front`: the SUCCEEDED trials
 no other beats on every metric (trial_id, values, parameters, command), best first metric
 first, and `pareto_front.png` shows them among the others (Optuna draws the first two or
-three metrics). History, parallel coordinates and curves show the first metric; parameter
-importances are those of reaching the Pareto front.
+three metrics). The other plots show the first metric.
 
 The same table can be built from a cloud job's outputs, `<base>/<trial id>/model/metrics.json`
 as the trainer writes them (the curves from `<trial id>/checkpoints/history.json`), through
@@ -217,7 +216,8 @@ def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
 # Plots
 # --------------------------------------------------------------------------------------------
 
-PLOTS = ("history.png", "parallel_coordinates.png", "curves.png", "param_importances.png")
+PLOTS = HISTORY, PARALLEL, CURVES, IMPORTANCES = (
+    "history.png", "parallel_coordinates.png", "curves.png", "param_importances.png")
 PARETO_PLOT = "pareto_front.png"
 
 
@@ -240,6 +240,7 @@ def plotted_study(rows: list[Row], parameter_ids: list[str],
     study's own are Optuna's internal ones: a DISCRETE value's index, a REVERSE_LOG reflection),
     numbers on a log axis where they span 20x or more; measurements are its intermediate values."""
     import optuna
+    from optuna.distributions import CategoricalDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
     directions = ["maximize" if up else "minimize" for _, up in objectives]
@@ -257,13 +258,13 @@ def plotted_study(rows: list[Row], parameter_ids: list[str],
             state, values = optuna.trial.TrialState.PRUNED, None
         else:
             state, values = optuna.trial.TrialState.FAIL, None
-        params = {p: _param_value(r.parameters[p], distributions[p]) for p in parameter_ids
+        params = {p: r.parameters[p] if isinstance(distributions[p], CategoricalDistribution)
+                  else float(r.parameters[p]) for p in parameter_ids
                   if r.parameters.get(p, "") != ""}
         study.add_trial(optuna.trial.create_trial(
             state=state, values=values, params=params,
             distributions={p: distributions[p] for p in params},
-            intermediate_values=_intermediate_values(r.curve),
-            user_attrs={"trial_id": r.trial_id}))
+            intermediate_values=_intermediate_values(r.curve)))
     return study
 
 
@@ -283,10 +284,6 @@ def _distributions(rows: list[Row], parameter_ids: list[str]) -> dict:
     return out
 
 
-def _param_value(text: str, distribution):
-    return text if hasattr(distribution, "choices") else float(text)
-
-
 def _intermediate_values(curve: list[tuple[int, float]]) -> dict[int, float]:
     """{step: value}; by measurement number where every step is 0 (as `steps` counts them)."""
     if any(step for step, _ in curve):
@@ -295,9 +292,8 @@ def _intermediate_values(curve: list[tuple[int, float]]) -> dict[int, float]:
 
 
 def figures(study, objectives: tuple[tuple[str, bool], ...]) -> dict:
-    """{file name: the matplotlib Axes drawn, or why that plot is not drawn}. The first metric
-    is the target of a multi-metric study's history and parallel coordinates; its parameter
-    importances are those of reaching the Pareto front, and it gets the Pareto front."""
+    """{file name: the matplotlib Axes drawn, or why that plot is not drawn}. A multi-metric
+    study's plots show its first metric, and it gets the Pareto front."""
     import warnings
 
     import optuna
@@ -306,26 +302,31 @@ def figures(study, objectives: tuple[tuple[str, bool], ...]) -> dict:
     metric = objectives[0][0]
     first = {"target": (lambda t: t.values[0]) if len(objectives) > 1 else None,
              "target_name": metric}
+    # PED-ANOVA (Optuna's default, and unlike fANOVA without scikit-learn) takes a target as
+    # lower-is-better; Optuna's own target for each of several metrics would be that too
+    sign = -1.0 if objectives[0][1] else 1.0
+    ranked = {"target": (lambda t: sign * t.values[0]) if len(objectives) > 1 else None,
+              "target_name": metric}
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     params = sorted({p for t in done for p in t.params})
     why_not = {}
     if not done:
-        why_not.update(dict.fromkeys(PLOTS[:2] + PLOTS[3:] + (PARETO_PLOT,),
+        why_not.update(dict.fromkeys((HISTORY, PARALLEL, IMPORTANCES, PARETO_PLOT),
                                      "no trial has a value"))
     elif not params:
-        why_not.update(dict.fromkeys(PLOTS[1:2] + PLOTS[3:], "no parameter took values"))
+        why_not.update(dict.fromkeys((PARALLEL, IMPORTANCES), "no parameter took values"))
     elif len(done) < 2:
-        why_not.update(dict.fromkeys(PLOTS[1:2] + PLOTS[3:], "one trial has a value: "
-                                                              "nothing to compare it with"))
+        why_not.update(dict.fromkeys((PARALLEL, IMPORTANCES),
+                                     "one trial has a value: nothing to compare it with"))
     elif len(params) < 2:
-        why_not[PLOTS[3]] = "one parameter: it has all the importance"
+        why_not[IMPORTANCES] = "one parameter: it has all the importance"
     if not any(t.intermediate_values for t in trials):
-        why_not[PLOTS[2]] = "no trial reported intermediate measurements"
-    draw = {PLOTS[0]: lambda: plots.plot_optimization_history(study, **first),
-            PLOTS[1]: lambda: plots.plot_parallel_coordinate(study, **first),
-            PLOTS[2]: lambda: plots.plot_intermediate_values(study),
-            PLOTS[3]: lambda: plots.plot_param_importances(study, target_name=metric)}
+        why_not[CURVES] = "no trial reported intermediate measurements"
+    draw = {HISTORY: lambda: plots.plot_optimization_history(study, **first),
+            PARALLEL: lambda: plots.plot_parallel_coordinate(study, **first),
+            CURVES: lambda: plots.plot_intermediate_values(study),
+            IMPORTANCES: lambda: plots.plot_param_importances(study, **ranked)}
     if len(objectives) > 1:
         shown = 2 if len(objectives) > 3 else len(objectives)  # Optuna draws 2 or 3 axes
         draw[PARETO_PLOT] = lambda: plots.plot_pareto_front(
@@ -334,6 +335,7 @@ def figures(study, objectives: tuple[tuple[str, bool], ...]) -> dict:
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")  # `ranked`
         for name, plot in draw.items():
             out[name] = why_not.get(name) or plot()
     return out

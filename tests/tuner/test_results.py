@@ -211,14 +211,15 @@ def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
     points = {"1": (0.9, 10.0, 5.0), "2": (0.9, 10.0, 5.0),  # equal: neither beats the other
               "3": (0.8, 10.0, 5.0),  # beaten by 1 on acc alone
               "4": (0.7, 5.0, 9.0), "5": (0.95, 20.0, 1.0)}
-    rows = [results.Row(t, TrialState.SUCCEEDED, v[0], 2, 1.0, {"x": t}, values=v)
-            for t, v in points.items()]
+    rows = [results.Row(t, TrialState.SUCCEEDED, v[0], 2, 1.0, {"x": t, "y": str(v[2])},
+                        values=v) for t, v in points.items()]
     rows.append(results.Row("6", TrialState.INFEASIBLE, None, 0, 1.0, {}))
     front = results.pareto_front(rows, objectives)
     assert [r.trial_id for r in front] == ["5", "1", "2", "4"]
-    drawn = results.figures(results.plotted_study(rows, ["x"], objectives), objectives)
+    drawn = results.figures(results.plotted_study(rows, ["x", "y"], objectives), objectives)
     best = next(c for c in drawn["pareto_front.png"].collections
                 if c.get_label() == "Best Trial")
     assert len(best.get_offsets()) == len(front)
+    assert [t.get_text() for t in drawn["param_importances.png"].get_yticklabels()]  # acc's
     assert "pareto_front.png" in results.write_plots(str(tmp_path), rows, ["x"], objectives)
     _assert_png(tmp_path / "pareto_front.png")
