@@ -112,6 +112,7 @@ class Controller:
         self._preload = threading.Thread(target=_load_all, args=((oracle.warm_up, *preload),),
                                          name="preload")
         self._exhausted = False  # the oracle has no more trials to suggest
+        self._waited = False  # said once that other tuners' trials keep the study open
         self._durations: list[float] = []  # of the runs that ended here
         self._begun: dict[int, float] = {}
 
@@ -153,7 +154,9 @@ class Controller:
                     return Outcome("failed", verdict.message)
                 again = self._fill(ahead=verdict is None)
                 if self._exhausted and not self.running:
-                    return Outcome("done")
+                    if not self._others_active():
+                        return Outcome("done")
+                    self._exhausted = False  # ask again: they end, or are orphans to run here
                 self.view.tick(self.oracle.records)
                 if not again:
                     self.backend.wait(HEARTBEAT_S, self._wake_r)
@@ -180,6 +183,18 @@ class Controller:
         if ahead and not self._exhausted and self._prepare_ahead():
             self._suggester.request()
         return False
+
+    def _others_active(self) -> bool:
+        """Trials this run does not hold are ACTIVE: the study is not over. Their tuner may be
+        dead on another machine (a restarted job's old one) and look alive until its heartbeat
+        goes stale; then the oracle hands them out as orphans, to be run again here."""
+        waiting = [r for r in self.oracle.records()
+                   if r.state is TrialState.ACTIVE and r.owner != self.oracle.token]
+        if waiting and not self._waited:
+            self._waited = True
+            self.view.note(f"waiting for {len(waiting)} trial(s) another tuner holds: they run "
+                           "here if its heartbeat stops")
+        return bool(waiting)
 
     def _prepare_ahead(self) -> bool:
         if not self.oracle.learns_from_results or not self._durations:

@@ -154,8 +154,11 @@ def _finished(study_dir):
 def test_the_jobs_command_resumes_after_the_job_is_killed(submit, standins, tmp_path):
     """The container's command, run here with /gcs/ at a folder of this test; SIGKILL to its
     whole process group (a restarted job loses every process and its local disk) once a trial
-    has finished and others run; the same command again, from another folder: every trial
-    once, the finished ones not run again."""
+    has finished and others run; the same command again on "another machine" (a folder of its
+    own, another host name) before the dead tuner's heartbeat is stale: it waits for that, then
+    runs the killed trials again. Every trial once, the finished ones not run again."""
+    if subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot give a process another host name here (unshare --uts needs root)")
     doc = config(maxTrialCount=4, parallelTrialCount=2, args=["--steps=3", "--sleep=0.2"],
                  study={"algorithm": "RANDOM_SEARCH"})
     path = write_yaml(tmp_path / "study.yaml", doc)
@@ -183,7 +186,9 @@ def test_the_jobs_command_resumes_after_the_job_is_killed(submit, standins, tmp_
         job.wait(timeout=60)
     finished = _finished(study_dir)
 
-    again = subprocess.run(argv, cwd=second_vm, env=tuner_env(), capture_output=True, text=True, timeout=300)
+    on_another_host = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', "vm-2", *argv]
+    again = subprocess.run(on_another_host, cwd=second_vm, env=tuner_env(), capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"resuming: {len(finished)} trial(s) finished" in again.stdout
     rows = read_csv(study_dir / "trials.csv")
@@ -191,3 +196,6 @@ def test_the_jobs_command_resumes_after_the_job_is_killed(submit, standins, tmp_
     assert all(r["state"] == "SUCCEEDED" and r["steps"] == "3" for r in rows)
     for trial_id in finished:  # a finished trial is not run again
         assert len(trial_runs(study_dir, trial_id)) == 1
+    for row in rows:  # gs://my-bucket/study-1/<trial id>/model/, where `tuner results gs://` reads
+        for trial_run in trial_runs(study_dir, row["trial_id"]):
+            assert trial_run["env"]["AIP_MODEL_DIR"] == f"{study_dir}/{row['trial_id']}/model/"
