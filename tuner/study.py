@@ -42,12 +42,11 @@ from dataclasses import dataclass
 import optuna
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
-from optuna.storages import JournalStorage
 from optuna.trial import TrialState as OptunaState
 
 from tuner import gp, keeper, search, stopping
 from tuner import spec as S
-from tuner.journal import JournalFile
+from tuner.journal import Journal
 from tuner.trial import Exit, Measurement, TrialRecord, TrialState
 
 HEARTBEAT_S = 5.0
@@ -74,7 +73,7 @@ def storage_for(output_dir: str, storage: str | None) -> tuple[optuna.storages.B
         return database(storage), storage
     path = os.path.abspath(storage or os.path.join(output_dir, JOURNAL))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return JournalStorage(JournalFile(path)), path
+    return Journal(path), path
 
 
 def existing_storage(url: str) -> optuna.storages.BaseStorage:
@@ -85,7 +84,7 @@ def existing_storage(url: str) -> optuna.storages.BaseStorage:
         return database(url)
     if not os.path.exists(url):
         raise FileNotFoundError(url)
-    return JournalStorage(JournalFile(url))
+    return Journal(url)
 
 
 SCHEMA_ATTEMPTS = 5
@@ -220,6 +219,7 @@ class Study:
         elif recorded is not None and recorded != wanted:
             raise StudyMismatch(_difference(recorded, wanted))
         self.study_id = storage.get_study_id_from_name(name)
+        self._trial_ids: dict[int, int] = {}
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._last_beat = 0.0
 
@@ -244,6 +244,8 @@ class Study:
         self.optuna.set_user_attr(f"tuner:{self.token}", {
             "host": host, "pid": int(pid), "start": _process_start(int(pid)), "beat": now,
             "ended": ended})
+        if ended:
+            self._sync()
 
     def _owner_alive(self, owner: str | None, attrs: dict) -> bool:
         if owner == self.token:
@@ -412,13 +414,23 @@ class Study:
                 number = self._storage.get_trial_number_from_id(
                     self._storage.create_new_trial(self.study_id, template_trial=template))
                 retried.append((record.trial_id, str(number + 1)))
+        self._sync()
         return retried
 
     # -- writing ---------------------------------------------------------------------------
 
     def _id_of(self, number: int) -> int:
-        """The storage's id of a trial (its number is the study's)."""
-        return self._storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        """The storage's id of a trial (its number is the study's; neither ever changes)."""
+        if number not in self._trial_ids:
+            self._trial_ids[number] = self._storage.get_trial_id_from_study_id_trial_number(
+                self.study_id, number)
+        return self._trial_ids[number]
+
+    def _sync(self) -> None:
+        """Makes what is recorded so far survive a crash of the machine (a journal file's
+        appends are not synced one by one; a database commits each)."""
+        if isinstance(self._storage, Journal):
+            self._storage.sync()
 
     def _set(self, number: int, key: str, value) -> None:
         self._storage.set_trial_user_attr(self._id_of(number), key, value)
@@ -486,6 +498,7 @@ class Study:
         self._set(record.number, "runs", record.runs)
         self._set(record.number, "command", command)
         self._set(record.number, "run", run)
+        self._sync()
 
     def finish(self, record: TrialRecord, state: TrialState, value: float | list[float] | None,
                reason: str, elapsed_s: float) -> None:
@@ -505,6 +518,7 @@ class Study:
             self.optuna.tell(record.number, value, skip_if_finished=True)
         else:  # the sampler learns nothing from it; a stopped trial may have no value yet
             self.optuna.tell(record.number, state=OptunaState.FAIL, skip_if_finished=True)
+        self._sync()
 
 
 class _Suggestions:
