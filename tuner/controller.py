@@ -98,7 +98,10 @@ class Controller:
         self.oracle = oracle
         self.backend = backend
         self.view = view
-        self.on_change = on_change  # called after a trial ends (the results files are rewritten)
+        # called after trials end (the results files are rewritten), once the freed slots run
+        # again: the next trial does not wait for the files
+        self.on_change = on_change
+        self._changed = False
         self.interrupted: int | None = None  # the signal that asked us to stop
         self.running: list[tuple[TrialRecord, object]] = []
         self._wake_r, self._wake_w = os.pipe()
@@ -153,6 +156,7 @@ class Controller:
                     self._end_running(f"study failed: {verdict.message}")
                     return Outcome("failed", verdict.message)
                 again = self._fill(ahead=verdict is None)
+                self._report_changes()  # once the free slots run again
                 if self._exhausted and not self.running:
                     if not self._others_active():
                         return Outcome("done")
@@ -209,8 +213,7 @@ class Controller:
         except StartFailed as exc:
             self.oracle.complete(record, Exit(None, record.elapsed_s, tail=(str(exc),)))
             self.view.finished(record, [])
-            if self.on_change:
-                self.on_change()
+            self._changed = True
             return False
         self.running.append((record, run))  # from here on, ended with the tuner
         self._begun[record.number] = time.monotonic()
@@ -237,8 +240,12 @@ class Controller:
         self.oracle.complete(record, end)
         self._durations.append(time.monotonic() - self._begun.pop(record.number))
         self.view.finished(record, list(end.tail) if record.state is TrialState.FAILED else [])
-        if self.on_change:
+        self._changed = True
+
+    def _report_changes(self) -> None:
+        if self._changed and self.on_change:
             self.on_change()
+        self._changed = False
 
     def _wait_all(self) -> None:
         while any(run.poll() is None for _, run in self.running):

@@ -351,7 +351,8 @@ class TrialProcess:
             if self.exit_fd is not None:
                 os.close(self.exit_fd)
                 self.exit_fd = None
-            end_leftovers(self.run)  # only if the keeper itself was killed
+            if code != 0:  # a keeper that exits 0 ended its tree; one killed or crashed did not
+                end_leftovers(self.run)
         return code
 
     def stop(self, reason: str) -> None:
