@@ -119,6 +119,26 @@ def build_parser() -> argparse.ArgumentParser:
                                               "here (default: the study's own folder; for "
                                               "gs://: none)")
     results.set_defaults(func=cmd_results)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="a study in the browser: optuna-dashboard, and TensorBoard over the "
+                          "trials' logs",
+        description="Serve optuna-dashboard over a study's storage (read-only unless "
+                    "--allow-writes) and, if installed, TensorBoard over its trials' logs, "
+                    "until Ctrl-C. Works while the study runs.")
+    where = dashboard.add_mutually_exclusive_group(required=True)
+    where.add_argument("source", metavar="DIR", nargs="?", help="a study's --output-dir")
+    where.add_argument("--storage", help="a study storage (journal file or database URL) "
+                                         "instead: every study in it, no TensorBoard")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default: loopback only)")
+    dashboard.add_argument("--port", type=int, default=8080, help="0 picks a free one")
+    dashboard.add_argument("--allow-writes", action="store_true",
+                           help="let the browser change the study (notes, tell, delete)")
+    dashboard.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                           help="do not start TensorBoard (it loads TensorFlow if installed: "
+                                "seconds of CPU and about 700 MB of memory)")
+    dashboard.set_defaults(func=cmd_dashboard)
     return parser
 
 
@@ -569,3 +589,17 @@ def _print_jobs(job, records) -> None:
 
     for line in job_lines(job, records):
         print(line)
+
+
+# --------------------------------------------------------------------------------------------
+# dashboard
+# --------------------------------------------------------------------------------------------
+
+def cmd_dashboard(args, _command) -> int:
+    from tuner import dashboard
+
+    try:
+        return dashboard.serve(args.source, args.storage, args.host, args.port,
+                               allow_writes=args.allow_writes, tensorboard=args.tensorboard)
+    except dashboard.DashboardError as exc:
+        raise UsageError(str(exc)) from None
