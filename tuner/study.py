@@ -337,6 +337,8 @@ class Study:
             state, reason = TrialState.FAILED, f"cannot start the trial: {exit.tail[-1]}"
         elif exit.stopped is not None:
             state, reason = TrialState.STOPPED, exit.stopped
+        elif exit.failure is not None:
+            state, reason = TrialState.FAILED, exit.failure
         elif exit.code != 0:
             how = (f"killed by {signal.Signals(-exit.code).name}" if exit.code < 0
                    else f"exit code {exit.code}")

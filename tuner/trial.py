@@ -75,3 +75,4 @@ class Exit:
     stopped: str | None = None  # why the tuner stopped it, if it did
     tail: tuple[str, ...] = ()  # the last lines of its error output, or why it did not start
     reported: frozenset[str] = frozenset()  # every metric it reported, to say what was missing
+    failure: str | None = None  # why it failed where no exit status says it (a cloud job's error)

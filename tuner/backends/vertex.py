@@ -297,21 +297,21 @@ class VertexRun:
                                                 self._before_s)
                 return None
             except StartFailed as exc:
-                return self._end(1, (f"preempted, and cannot run again: {exc}",))
+                return self._end(1, f"preempted, and cannot run again: {exc}")
         if self.stopping:
-            return self._end(-signal.SIGTERM, ())
+            return self._end(-signal.SIGTERM)
         if state == "JOB_STATE_SUCCEEDED":
-            return self._end(0, ())
+            return self._end(0)
         words = f"{self.where} ended {state[len('JOB_STATE_'):]}: " \
                 f"{self.job.error.message.strip() or 'no error message'}"
         if preempted(self.job):
             words += f" (preempted {self.preemptions + 1} times; --preemption-retries is " \
                      f"{self._backend.preemption_retries})"
-        return self._end(1, (words,))
+        return self._end(1, words)
 
-    def _end(self, code: int, tail: tuple[str, ...]) -> Exit:
-        self._exit = Exit(code, self.elapsed_s(), self._stop_reason, tail,
-                          frozenset(self._tags))
+    def _end(self, code: int, failure: str | None = None) -> Exit:
+        self._exit = Exit(code, self.elapsed_s(), self._stop_reason,
+                          (failure,) if failure else (), frozenset(self._tags), failure)
         return self._exit
 
     def stop(self, reason: str) -> None:

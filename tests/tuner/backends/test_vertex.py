@@ -9,10 +9,21 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from tests.support.fake_vertex_jobs import FakeVertexJobs, State
 from tests.support.gcs import GcsEmulator
-from tests.tuner.support import TRIAL_SCRIPT, config, last_line, read_csv, run_tuner, start_tuner, tuner_env
+from tests.tuner.support import (
+    ROOT,
+    TRIAL_SCRIPT,
+    config,
+    last_line,
+    read_csv,
+    run_tuner,
+    start_tuner,
+    tuner_env,
+    write_yaml,
+)
 
 BUCKET = "trials-bkt"
 FLAGS = ("--backend=vertex", "--region=us-central1", "--project=test-project",
@@ -68,6 +79,7 @@ def test_a_study_of_cloud_jobs_preempted_stopped_and_failed(vertex, gcs, tmp_pat
     rows = {r["trial_id"]: r for r in read_csv(out / "trials.csv")}
     assert {t: rows[t]["state"] for t in rows} == {
         "1": "SUCCEEDED", "2": "SUCCEEDED", "3": "SUCCEEDED", "4": "FAILED", "5": "STOPPED"}
+    assert rows["4"]["reason"].startswith("Vertex AI job ")
     assert "Internal error: the worker's disk failed" in rows["4"]["reason"]
 
     assert [len(_jobs_of(vertex, t)) for t in range(1, 6)] == [1, 2, 1, 1, 1]
@@ -170,3 +182,32 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_anything_is_written(tmp_pat
     assert done.returncode == 2
     assert last_line(done.stderr).startswith(f"error: {words}")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.real_trainer
+def test_the_real_trainer_as_cloud_jobs_resumes_a_preempted_trial(gcs, tmp_path):
+    """The project's hptuning_config.yaml (3 epochs), 2 trials of `python -m trainer.task` (the
+    image's ENTRYPOINT) on the built-in dataset: outputs on gs:// through TensorFlow's GCS
+    filesystem, reports through the FUSE stand-in; trial 1's job is preempted (SIGTERM) and its
+    rerun resumes from the checkpoints the first job left in the bucket."""
+    doc = yaml.safe_load((ROOT / "hptuning_config.yaml").read_text())
+    doc["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"] = ["--epochs=3",
+                                                                          "--model=mlp"]
+    job_env = tuner_env(TFDS_DATA_DIR=str(tmp_path / "tfds"), **gcs.tf_env())
+    with FakeVertexJobs(gcs, tmp_path / "vertex", env=job_env) as fake:
+        fake.preempt(1)
+        out = tmp_path / "out"
+        done = run_tuner("run", write_yaml(tmp_path / "study.yaml", doc), *FLAGS,
+                         "--output-dir", out,
+                         "--max-trial-count", "2", "--seed", "0", env=_env(gcs, fake),
+                         timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        rows = {r["trial_id"]: r for r in read_csv(out / "trials.csv")}
+        assert [rows[t]["state"] in ("SUCCEEDED", "STOPPED") for t in "12"] == [True, True], rows
+        first, again = _jobs_of(fake, 1)
+        with open(os.path.join(fake.workdir, f"job-{again.name.rsplit('/', 1)[1]}.log")) as f:
+            assert "(resumed after epoch " in f.read()
+        for trial in ("1", "2"):
+            blob = gcs.client().bucket(BUCKET).blob(f"trainer-hptuning/{trial}/model/metrics.json")
+            metrics = json.loads(blob.download_as_bytes())
+            assert float(rows[trial]["value"]) == pytest.approx(metrics["final"])
