@@ -1,5 +1,5 @@
 # Quick start: `make train` trains the default model, `make test` runs the test suite.
-# Each target creates .venv with the pinned dependencies first (once).
+# Each target creates .venv with the pinned dependencies of both parts first (once).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -9,10 +9,10 @@ ARGS ?=
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
+$(VENV)/.installed: $(wildcard requirements*.txt) setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -e .
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
 train: venv

@@ -84,8 +84,8 @@ revision=""
 if git -C "$ROOT" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
     revision=$(git -C "$ROOT" rev-parse --short=12 HEAD)
     # -dirty: what goes into the image differs from the commit (edited or untracked files).
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- "Dockerfile.$variant" .dockerignore setup.py \
-        requirements.txt requirements-dev.txt trainer tuner 2>/dev/null) ]]; then
+    if [[ -n $(cd "$ROOT" && git status --porcelain -- "Dockerfile.$variant" .dockerignore setup.py pyproject.toml \
+        "requirements*.txt" trainer tuner 2>/dev/null) ]]; then
         revision+="-dirty"
     fi
 fi

@@ -23,7 +23,7 @@ def git_revision(variant):
                           capture_output=True, text=True)
     if head.returncode != 0:
         return None
-    inputs = [f"Dockerfile.{variant}", ".dockerignore", "setup.py", "requirements.txt", "requirements-dev.txt",
+    inputs = [f"Dockerfile.{variant}", ".dockerignore", "setup.py", "pyproject.toml", "requirements*.txt",
               "trainer", "tuner"]
     dirty = subprocess.run(["git", "status", "--porcelain", "--", *inputs], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()

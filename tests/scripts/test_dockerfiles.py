@@ -76,7 +76,8 @@ def test_the_image_runs_the_trainer_as_a_non_root_user(name):
 def test_dependencies_come_from_requirements_txt_in_their_own_cached_layer(name):
     deps = stages(name)[0]
     copies = [rest for keyword, rest in deps if keyword == "COPY"]
-    assert copies == ["requirements.txt /tmp/requirements.txt"]  # the layer changes only with it
+    # The trainer's pins alone (no tuner's): the layer changes only with them.
+    assert copies == ["requirements.txt requirements-common.txt /tmp/"]
     (install,) = [rest for keyword, rest in deps if keyword == "RUN"]
     assert "--requirement /tmp/requirements" in install and "--no-cache-dir" in install
 
@@ -126,11 +127,11 @@ def test_dockerignore_sends_only_what_the_build_needs():
     files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
                            capture_output=True, text=True, check=True).stdout.split()
     context = {f for f in files if dockerignore_includes(f, patterns)}
-    needed = {"setup.py", "requirements.txt", "requirements-dev.txt", "trainer/__init__.py", "trainer/task.py",
+    requirements = {path.name for path in ROOT.glob("requirements*.txt")}  # setup.py reads them all
+    needed = {"setup.py", "pyproject.toml", *requirements, "trainer/__init__.py", "trainer/task.py",
               "trainer/datasets/uci_digits.npz"}
     assert needed <= context
-    assert {f.split("/")[0] for f in context} <= {"setup.py", "requirements.txt", "requirements-dev.txt",
-                                                  "trainer", "tuner"}
+    assert {f.split("/")[0] for f in context} <= {"setup.py", "pyproject.toml", *requirements, "trainer", "tuner"}
     for left_out in (".git/HEAD", ".venv/bin/python", "tests/conftest.py", "trainer/__pycache__/task.cpython-311.pyc",
                      "build/vertex/x.yaml", "runs/a/model/metrics.json", "vertex_tf_trainer.egg-info/PKG-INFO"):
         assert not dockerignore_includes(left_out, patterns), left_out

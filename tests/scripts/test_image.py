@@ -160,7 +160,7 @@ def test_the_image_holds_the_installed_package_and_nothing_to_build_with(image):
               "test ! -e /src && test ! -e /opt/staging && echo no-source; "
               "test ! -e /root/.cache/pip && test ! -e /home/trainer/.cache/pip && echo no-pip-cache; "
               "command -v gcc cc make >/dev/null || echo no-compiler; "
-              "python -c 'import trainer, tuner; print(trainer.__file__)'; "
+              "python -c 'import trainer; print(trainer.__file__)'; "
               "python -m pip show vertex-tf-trainer | sed -n 's/^Version: //p'")
     result = in_image(image, "-c", script)
     assert result.returncode == 0, result.stderr
@@ -169,3 +169,17 @@ def test_the_image_holds_the_installed_package_and_nothing_to_build_with(image):
     assert lines[4].startswith("/opt/venv/lib/python3") and lines[4].endswith("/site-packages/trainer/__init__.py")
     version = re.search(r'__version__ = "([^"]+)"', (ROOT / "trainer" / "__init__.py").read_text()).group(1)
     assert lines[5] == version
+
+
+def test_the_image_holds_no_tuner_dependency(image):
+    """The images install the trainer's pins only: none of requirements-tuner.txt's, not even
+    through TensorFlow's own dependencies."""
+    lines = (ROOT / "requirements-tuner.txt").read_text().splitlines()
+    tuner_only = [re.split(r"[=<>\[ ]", line)[0] for line in lines if line.strip() and not line.startswith(("#", "-r"))]
+    probe = ("import sys; from importlib import metadata\n"
+             "for name in sys.argv[1:]:\n"
+             "    try: print(name, metadata.version(name))\n"
+             "    except metadata.PackageNotFoundError: pass\n")
+    result = in_image(image, "-c", probe, *tuner_only, entrypoint="python")
+    assert "optuna" in tuner_only and result.returncode == 0, result.stderr
+    assert result.stdout == "", result.stdout  # what is listed is installed in the image

@@ -24,12 +24,16 @@ def claimed_range():
     return int(match.group(1)), int(match.group(2))
 
 
+# Each installable part's pins (the trainer's, the tuner's; both include requirements-common.txt).
+PARTS = ["requirements.txt", "requirements-tuner.txt"]
+
+
 def resolve(minor):
-    """pip's verdict on installing requirements.txt, binary wheels only, for Python 3.<minor>."""
+    """pip's verdict on installing every part's pins, binary wheels only, for Python 3.<minor>."""
     return subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
          "--only-binary=:all:", f"--no-binary={SDIST_ONLY}", f"--python-version=3.{minor}", "--quiet",
-         "-r", str(ROOT / "requirements.txt")],
+         *[arg for part in PARTS for arg in ("-r", str(ROOT / part))]],
         capture_output=True, text=True, timeout=600)
 
 
@@ -60,5 +64,5 @@ def test_the_pins_do_not_install_just_outside_the_claim(index_answers, end):
     assert result.returncode != 0, f"the pins install on Python 3.{minor}: widen python_requires"
     missing = re.search(r"No matching distribution found for (\S+)", result.stderr)
     assert missing, result.stderr
-    pins = (ROOT / "requirements.txt").read_text().lower()
+    pins = "".join(path.read_text() for path in ROOT.glob("requirements*.txt")).lower()
     assert missing.group(1).lower() in pins  # a pin has no wheel there, not a failure of pip itself
