@@ -211,7 +211,9 @@ message=$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" "$SCRIPTS_DIR/
 # The job sees gs://BUCKET/PATH as /gcs/BUCKET/PATH (Cloud Storage FUSE).
 study_uri="$bucket/$display_name"
 study_dir="/gcs/${study_uri#gs://}"
-tuner_args=(run "$study_dir/hptuning_config.yaml" "--output-dir=$study_dir" "--gpus=$gpus")
+# The job's only other tuner is the one a restart killed: its trials run again once it has been
+# silent for the shortest heartbeat timeout the tuner takes, not the default minute.
+tuner_args=(run "$study_dir/hptuning_config.yaml" "--output-dir=$study_dir" "--gpus=$gpus" --heartbeat-timeout=15)
 [[ -z $trials_per_gpu ]] || tuner_args+=("--trials-per-gpu=$trials_per_gpu")
 [[ -z $max_trials ]] || tuner_args+=("--max-trial-count=$max_trials")
 [[ -z $parallel_trials ]] || tuner_args+=("--parallel-trial-count=$parallel_trials")
