@@ -17,8 +17,9 @@ metric's: Optuna keeps one intermediate value a step), with user attributes:
 `runs`, `run` (the latest run as its backend names it), `command`, `measurements` (with times),
 `elapsed_s`, and once finished `state` and `reason`. Each tuner announces itself in a study
 attribute with a heartbeat. A RUNNING trial whose tuner is gone (its process is dead, on this
-host; no heartbeat for `STALE_S` or `run --heartbeat-timeout`, elsewhere) is an orphan: the next tuner runs it again with the
-same id and parameters, so it resumes from its own checkpoints. Trials created past the budget
+host; no heartbeat for `STALE_S` or `run --heartbeat-timeout`, elsewhere) is an orphan: the
+next tuner runs it again with the same id and parameters, so it resumes from its own
+checkpoints. Trials created past the budget
 by racing tuners, or suggested and then not run, are marked `discarded` and ignored everywhere.
 A failed trial run again (`run --retry-failed`, after the user fixed the trainer) stays in storage;
 its rerun, a new trial with its parameters, names it in `retry_of`; from then on it counts nowhere.
@@ -108,7 +109,7 @@ def database(url: str) -> optuna.storages.RDBStorage:
             raise StorageUnusable(
                 f"--storage {shown}: the {parsed.drivername} driver {module} is not installed: "
                 f"pip install '{requirement}' (or the tuner's extra: pip install "
-                f"'.[{extra}]')")
+                f"'.[{extra}]')") from None
         parsed = parsed.set(drivername=f"{parsed.drivername}+{module}")
     try:
         return _create_tables_once(parsed.render_as_string(hide_password=False))
