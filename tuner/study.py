@@ -88,6 +88,26 @@ def existing_storage(url: str) -> optuna.storages.BaseStorage:
     return Journal(url)
 
 
+def _create_tables_once(url: str) -> optuna.storages.RDBStorage:
+    """RDBStorage, which creates Optuna's tables in a new database. Tuners started together
+    race there (measured: "duplicate key value violates unique constraint
+    pg_type_typname_nsp_index" in PostgreSQL's CREATE TYPE): the loser finds the tables the
+    winner made when it tries again."""
+    import sqlalchemy
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(SCHEMA_RETRY_S)
+
+
+class StorageUnusable(Exception):
+    """A database URL that cannot be used (no driver, no server): the text is one line."""
+
+
 SCHEMA_ATTEMPTS = 5
 SCHEMA_RETRY_S = 0.5
 DRIVERS = {"postgresql": ("psycopg", "psycopg[binary]==3.3.9", "postgresql")}
