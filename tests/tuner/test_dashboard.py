@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -160,11 +161,13 @@ def test_chromium_renders_the_trials(served, tmp_path):
 
 
 def tensorboard_of(pid):
-    """The dashboard's TensorBoard child: its pid and argv."""
+    """The dashboard's TensorBoard child: its pid and argv. Popen returns once the exec is
+    under way, before the kernel has recorded the new argv: until then it reads empty."""
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         (child,) = map(int, f.read().split())
-    with open(f"/proc/{child}/cmdline", "rb") as f:
-        return child, f.read().decode().split("\0")[:-1]
+    cmdline = Path(f"/proc/{child}/cmdline")
+    wait_for(cmdline.read_bytes, timeout=TIMEOUT_S, what="TensorBoard's argv")
+    return child, cmdline.read_bytes().decode().split("\0")[:-1]
 
 
 def group_members(pgid):
@@ -193,7 +196,7 @@ def test_ctrl_c_stops_the_server_and_tensorboard(served):
         child, argv = tensorboard_of(dashboard.pid)
         assert argv[1:5] == ["-m", "tensorboard.main", "--logdir", str(out)]
         dashboard.send_signal(signal.SIGINT)
-        dashboard.communicate(timeout=TIMEOUT_S)
+        dashboard.wait(timeout=TIMEOUT_S)  # not its pipes: a TensorBoard left behind holds them
         assert dashboard.returncode == 128 + signal.SIGINT
     finally:
         if child is not None and group_members(child):
