@@ -52,7 +52,7 @@ def open_storage(url: str, study_name: str | None):
     import optuna
 
     from tuner.journal import DamagedJournal
-    from tuner.study import existing_storage
+    from tuner.study import StorageUnusable, existing_storage
 
     try:
         storage = existing_storage(url)
@@ -60,7 +60,7 @@ def open_storage(url: str, study_name: str | None):
     except FileNotFoundError:
         raise DashboardError(f"the study storage {url} does not exist; give the journal file "
                              "(or database URL) a tuner ran with") from None
-    except DamagedJournal as exc:
+    except (DamagedJournal, StorageUnusable) as exc:
         raise DashboardError(str(exc)) from None
     if study_name is None:
         if not names:
