@@ -1,4 +1,4 @@
-"""`python -m tuner run|validate|convert|results`: a Vertex AI tuning job, run on this machine.
+"""`python -m tuner run|validate|convert|results|dashboard`: a Vertex AI tuning job, run here.
 
 Exit codes: 0 done (some trials may have failed within the failure budget); 1 the study
 failed (failure budget used up; fix the trainer, then `run --retry-failed` continues it), or
