@@ -10,8 +10,7 @@ from collections import defaultdict
 import pytest
 
 from tests.support.postgresql import PostgresServer, find_bin, free_port
-from tests.tuner.support import (ROOT, config, read_csv, run_tuner, trial_runs,
-                                 tuner_env)
+from tests.tuner.support import ROOT, config, read_csv, run_tuner, trial_runs, tuner_env
 from tests.tuner.test_studies import reported_steps, wait_for
 
 HEARTBEAT_TIMEOUT_S = 15  # the least the tuner takes: tuners beat every 5 s
@@ -43,25 +42,25 @@ def test_two_machines_share_a_study_and_one_adopts_the_others_trial(postgres, wr
                                args=["--steps=4", "--sleep=0.5"],
                                study={"algorithm": "RANDOM_SEARCH"}))
     outs = {name: tmp_path / name for name in ("machine-a", "machine-b")}
-    logs = {name: (open(tmp_path / f"{name}.out", "w+"), open(tmp_path / f"{name}.err", "w+"))
-            for name in outs}
-    tuners = {name: _on_machine(name, "run", path, "--output-dir", out, "--storage", url,
-                                "--heartbeat-timeout", HEARTBEAT_TIMEOUT_S,
-                                out=logs[name][0], err=logs[name][1])
-              for name, out in outs.items()}
+    logs = {name: tmp_path / f"{name}.log" for name in outs}  # stdout and stderr
+    tuners = {}
     try:
+        for name, out in outs.items():
+            with open(logs[name], "w") as log:
+                tuners[name] = _on_machine(name, "run", path, "--output-dir", out, "--storage",
+                                           url, "--heartbeat-timeout", HEARTBEAT_TIMEOUT_S,
+                                           out=log, err=subprocess.STDOUT)
         a_out = outs["machine-a"]
         wait_for(lambda: any(reported_steps(a_out, p.name) >= 1 for p in a_out.iterdir()
                              if p.name.isdigit()) if a_out.exists() else False,
                  timeout=TIMEOUT_S, what="machine-a's trial to report")
         tuners["machine-a"].send_signal(signal.SIGKILL)
         tuners["machine-a"].wait(timeout=TIMEOUT_S)
-        assert tuners["machine-b"].wait(timeout=TIMEOUT_S) == 0
+        assert tuners["machine-b"].wait(timeout=TIMEOUT_S) == 0, logs["machine-b"].read_text()
     finally:
         for tuner in tuners.values():
             tuner.kill()
             tuner.wait()
-    stdout = {name: (log[0].seek(0), log[0].read())[1] for name, log in logs.items()}
     assert tuners["machine-a"].returncode == -signal.SIGKILL
 
     result = run_tuner("results", outs["machine-b"])
@@ -82,7 +81,7 @@ def test_two_machines_share_a_study_and_one_adopts_the_others_trial(postgres, wr
            for name, out in outs.items()}
     # the trial machine-a was running when it was killed, and only that one, ran on both
     (orphan,) = ran["machine-a"] & ran["machine-b"]
-    assert f"trial {orphan} restarted (run 2)" in stdout["machine-b"], stdout["machine-b"]
+    assert f"trial {orphan} restarted (run 2)" in logs["machine-b"].read_text()
 
 
 def test_a_missing_driver_or_server_is_one_line_before_anything_is_written(postgres,
