@@ -6,9 +6,10 @@ sets the AIP_* dirs as it does for a tuning trial), labels naming the study and 
 `CLOUD_ML_TRIAL_ID`/`CLOUD_ML_HP_METRIC_FILE` in pool 0's env. The metric file is on the
 job's Cloud Storage FUSE mount (`/gcs/<bucket>/...`, reference/vertex.md section 9):
 cloudml-hypertune rewrites the whole file on each report and gcsfuse uploads a file when it is
-closed, so each object version read through google-cloud-storage is one whole report (a cut
-line is skipped, as for a local file). Reads and job states are polled every POLL_S
-(TUNER_VERTEX_POLL_S overrides it).
+closed or synced (its default write path stages the file on local disk: gcsfuse
+docs/semantics.md, release notes of v2.9.1), so each object version read through
+google-cloud-storage is one whole report (a cut line is skipped, as for a local file). Reads
+and job states are polled every POLL_S (TUNER_VERTEX_POLL_S overrides it).
 
 A job that ends FAILED because its Spot VM was preempted is created again under the same trial
 id and output dir (the trainer resumes from its checkpoints), up to a retry budget. What a
@@ -429,11 +430,10 @@ class VertexBackend:
         if not runs:
             return False
         answer = ""
-        if sys.stdin.isatty():
-            try:
-                answer = input(f"\ncancel the {len(runs)} running Vertex AI job(s)? [y/N] ")
-            except EOFError:
-                pass
+        if sys.stdin.isatty():  # asked on stderr: stdout may be a file or a pipe
+            print(f"\ncancel the {len(runs)} running Vertex AI job(s)? [y/N] ", end="",
+                  file=sys.stderr, flush=True)
+            answer = sys.stdin.readline()
         else:
             print("\n(stdin is not a terminal: the running jobs are left running)",
                   file=sys.stderr)

@@ -3,6 +3,8 @@ google-cloud-aiplatform client, a fake JobService on loopback that runs each job
 process, the GCS emulator behind the real google-cloud-storage client."""
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -154,6 +156,33 @@ def test_ctrl_c_without_a_terminal_leaves_the_jobs_running(vertex, gcs, tmp_path
     assert "gcloud ai custom-jobs cancel JOB_ID --region=us-central1" in stderr
     assert not vertex.calls("CancelCustomJob")
     assert State.JOB_STATE_CANCELLED not in [vertex.state(j.name) for j in vertex.created()]
+
+
+def test_ctrl_c_at_a_terminal_asks_and_cancels_the_jobs_when_told(vertex, gcs, tmp_path,
+                                                                   write_config):
+    doc = _study("asked", [0.5, 0.6], ["--steps=20", "--sleep=0.5"], maxTrialCount=2)
+    path, out, env = write_config(doc), tmp_path / "out", _env(gcs, vertex)
+    terminal, tty = pty.openpty()
+    tuner = start_tuner("run", path, *FLAGS, "--output-dir", out, env=env, stdin=tty)
+    os.close(tty)
+    deadline = time.monotonic() + 120
+    while len(vertex.created()) < 2:
+        assert tuner.poll() is None and time.monotonic() < deadline, tuner.communicate()
+        time.sleep(0.1)
+    tuner.send_signal(signal.SIGINT)
+    asked = ""
+    while "[y/N]" not in asked:
+        assert time.monotonic() < deadline, asked
+        if select.select([tuner.stderr], [], [], 1)[0]:
+            asked += os.read(tuner.stderr.fileno(), 4096).decode()
+    os.write(terminal, b"y\n")
+    _, stderr = tuner.communicate(timeout=120)
+    os.close(terminal)
+    assert tuner.returncode == 128 + signal.SIGINT, asked + stderr
+    assert "cancel the 2 running Vertex AI job(s)? [y/N]" in asked
+    jobs = [j.name for j in vertex.created()]
+    assert sorted(c.name for c in vertex.calls("CancelCustomJob")) == sorted(jobs)
+    assert [vertex.state(n) for n in jobs] == [State.JOB_STATE_CANCELLED] * 2
 
 
 def test_dry_run_prints_each_create_request_as_the_v1_api_takes_it(tmp_path, write_config):
