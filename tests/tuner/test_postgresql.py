@@ -51,9 +51,13 @@ def test_two_machines_share_a_study_and_one_adopts_the_others_trial(postgres, wr
                                            url, "--heartbeat-timeout", HEARTBEAT_TIMEOUT_S,
                                            out=log, err=subprocess.STDOUT)
         a_out = outs["machine-a"]
-        wait_for(lambda: any(reported_steps(a_out, p.name) >= 1 for p in a_out.iterdir()
-                             if p.name.isdigit()) if a_out.exists() else False,
-                 timeout=TIMEOUT_S, what="machine-a's trial to report")
+
+        def a_trial_reported():
+            assert tuners["machine-a"].poll() is None, logs["machine-a"].read_text()
+            return a_out.exists() and any(reported_steps(a_out, p.name) >= 1
+                                          for p in a_out.iterdir() if p.name.isdigit())
+
+        wait_for(a_trial_reported, timeout=TIMEOUT_S, what="machine-a's trial to report")
         tuners["machine-a"].send_signal(signal.SIGKILL)
         tuners["machine-a"].wait(timeout=TIMEOUT_S)
         assert tuners["machine-b"].wait(timeout=TIMEOUT_S) == 0, logs["machine-b"].read_text()
