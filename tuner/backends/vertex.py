@@ -190,14 +190,13 @@ def clients(target: Target):
 
 
 def _state(job) -> str:
-    return type(job).pb(job).DESCRIPTOR.fields_by_name["state"].enum_type.values_by_number[
-        int(job.state)].name
+    return job.state.name
 
 
 def _seconds(job, name: str) -> float | None:
-    pb = type(job).pb(job)
-    return getattr(pb, name).ToSeconds() + getattr(pb, name).nanos / 1e9 \
-        if pb.HasField(name) else None
+    """A timestamp of the job (create_time, start_time, end_time) in seconds; None if unset."""
+    stamp = getattr(job, name)
+    return None if stamp is None else stamp.timestamp()
 
 
 def preempted(job) -> bool:
@@ -251,7 +250,11 @@ class VertexRun:
         from google.api_core import exceptions
 
         try:
-            self.job = self._backend.jobs.get_custom_job(name=self.job.name)
+            try:
+                self.job = self._backend.jobs.get_custom_job(name=self.job.name)
+            except exceptions.NotFound:
+                self._end(1, f"{self.where} is gone (deleted while it ran?)")
+                return
             blob = self._backend.storage.bucket(self._backend.target.bucket_name).blob(
                 self._backend.target.metric_object(self.trial_id))
             data = blob.download_as_bytes()
@@ -262,6 +265,7 @@ class VertexRun:
                   f"{self._backend.poll_s:g} s", file=sys.stderr)
             return
         begun = _seconds(self.job, "start_time") or time.time()
+        fresh = []
         for tag in self._backend.tags:
             records, tags = parse_hypertune(data, tag)
             self._tags |= tags
@@ -271,9 +275,10 @@ class VertexRun:
                     continue
                 self._seen.add((step, stamp, metric))
                 elapsed = self._before_s + max(0.0, stamp - begun)
-                self._new.append(Measurement(step, round(elapsed, 3), value, stamp, metric))
-        if self._new:
-            self.measurements = sorted(self.measurements + self._new,
+                fresh.append(Measurement(step, round(elapsed, 3), value, stamp, metric))
+        if fresh:
+            self._new += fresh
+            self.measurements = sorted(self.measurements + fresh,
                                        key=lambda m: (m.step, m.elapsed_s))
 
     def read(self) -> list[Measurement]:

@@ -240,3 +240,27 @@ def test_the_real_trainer_as_cloud_jobs_resumes_a_preempted_trial(gcs, tmp_path)
             blob = gcs.client().bucket(BUCKET).blob(f"trainer-hptuning/{trial}/model/metrics.json")
             metrics = json.loads(blob.download_as_bytes())
             assert float(rows[trial]["value"]) == pytest.approx(metrics["final"])
+
+
+def test_reports_polled_twice_before_a_read_are_measurements_once(vertex, gcs, monkeypatch):
+    """In-process: the backend polls (start, then each wait) whether or not the controller
+    read what the last poll brought."""
+    from tuner import spec as S
+    from tuner.backends.vertex import ENDPOINT_VAR, Target, VertexBackend
+    from tuner.trial import TrialRecord, TrialState
+
+    monkeypatch.setenv(ENDPOINT_VAR, vertex.url)
+    for name, value in gcs.client_env().items():
+        monkeypatch.setenv(name, value)
+    job = S.parse(_study("twice", [0.5], ["--steps=3", "--sleep=0.2"], maxTrialCount=1))
+    backend = VertexBackend(job, Target.from_flags("test-project", "us-central1",
+                                                   f"gs://{BUCKET}", "twice"))
+    run = backend.start(TrialRecord(0, TrialState.ACTIVE, {"x": 0.5}), lambda *_: None)
+    deadline = time.monotonic() + 120
+    while run.poll() is None:
+        assert time.monotonic() < deadline
+        run.refresh()
+        time.sleep(0.05)
+    assert [m.step for m in run.measurements] == [1, 2, 3]
+    assert [m.step for m in run.read()] == [1, 2, 3] and run.read() == []
+    assert run.poll().code == 0
