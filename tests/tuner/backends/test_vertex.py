@@ -264,3 +264,18 @@ def test_reports_polled_twice_before_a_read_are_measurements_once(vertex, gcs, m
     assert [m.step for m in run.measurements] == [1, 2, 3]
     assert [m.step for m in run.read()] == [1, 2, 3] and run.read() == []
     assert run.poll().code == 0
+
+
+def test_without_the_vertex_extra_it_says_what_to_install_and_exits_2(tmp_path, write_config):
+    """google-cloud-aiplatform made unimportable the way Python itself marks a module absent."""
+    doc = _study("absent", [0.5], ["--steps=1"], maxTrialCount=1)
+    code = ("import sys; sys.modules['google.cloud.aiplatform_v1'] = None; "
+            "from tuner.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "run", str(write_config(doc)), *FLAGS,
+                           "--output-dir", str(tmp_path / "out")], cwd=ROOT, env=tuner_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert last_line(done.stderr) == (
+        "error: --backend=vertex needs google-cloud-aiplatform (google.cloud.aiplatform_v1 is "
+        "missing): pip install 'vertex-tf-trainer[tuner,vertex]'")
+    assert not (tmp_path / "out").exists()
