@@ -234,8 +234,8 @@ def end_leftovers(run: dict | None) -> None:
     once. The kernel does not reuse a session id while a member lives, so the members are the
     run's own, unless a newer process now has the keeper's pid (the session is over then).
     """
-    if not run or run["host"] != socket.gethostname() or run["boot"] != _boot_id():
-        return
+    if not run or run.get("host") != socket.gethostname() or run["boot"] != _boot_id():
+        return  # another machine's, or a cloud job's (tuner/backends/vertex.py)
     session = run["pid"]
     deadline = time.monotonic() + LEFTOVER_WAIT_S
     while True:

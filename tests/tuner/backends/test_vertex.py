@@ -279,3 +279,10 @@ def test_without_the_vertex_extra_it_says_what_to_install_and_exits_2(tmp_path, 
         "error: --backend=vertex needs google-cloud-aiplatform (google.cloud.aiplatform_v1 is "
         "missing): pip install 'vertex-tf-trainer[tuner,vertex]'")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trial_last_run_as_a_cloud_job_can_run_again_locally():
+    """The local backend ends what a trial's last run left on this machine: a job left nothing."""
+    from tuner.runner import end_leftovers
+
+    end_leftovers({"job": "projects/p/locations/us-central1/customJobs/1", "preemptions": 0})
