@@ -222,12 +222,14 @@ PARETO_PLOT = "pareto_front.png"
 
 
 def plotting():
-    """optuna.visualization.matplotlib, with pyplot on the file-only Agg backend. Their imports
-    cost 1-1.5 s here: the tuner has them loaded off its controller's thread while the first
+    """optuna.visualization.matplotlib, with pyplot on the file-only Agg backend, and
+    optuna.importance (which imports scikit-learn where it is installed: 2-10 s here). Their
+    imports cost seconds: the tuner has them loaded off its controller's thread while the first
     trial runs, so the plots at the study's end do not wait for them."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import optuna.importance  # noqa: F401 (loaded here, used by plot_param_importances)
     import optuna.visualization.matplotlib as plots
 
     return plots
