@@ -399,7 +399,8 @@ def _run(args, job, slots, command, output_dir, overrides, custom, backend=None)
         if not _disk_full(exc):
             raise
         print(f"error: no space left on the disk of {exc.filename or output_dir}: the study "
-              f"stopped; every finished trial is kept in {storage_name or output_dir}; free "
+              "stopped; every finished trial is kept in "
+              f"{study_mod.shown(storage_name or output_dir)}; free "
               "space there and run the same command again to resume", file=sys.stderr)
         return 1
 
@@ -434,15 +435,16 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
         study = study_mod.Study(storage, name, job, seed=args.seed,
                                 stale_s=args.heartbeat_timeout or study_mod.STALE_S)
     except study_mod.StudyMismatch as exc:
-        raise UsageError(f"{storage_name} already holds study {name!r} with another search "
-                         f"space ({exc}); use another --output-dir (or set displayName for a "
-                         "new study in shared storage)") from None
+        raise UsageError(f"{study_mod.shown(storage_name)} already holds study {name!r} with "
+                         f"another search space ({exc}); use another --output-dir (or set "
+                         "displayName for a new study in shared storage)") from None
     os.makedirs(output_dir, exist_ok=True)
     state = {"config": os.path.abspath(args.config), "storage": storage_name,
              "study_name": name, "document": job.document, "overrides": overrides,
              "command": command}
-    results.write_atomic(os.path.join(output_dir, "tuner.json"),
-                         (json.dumps(state, indent=2) + "\n").encode())
+    results.write_atomic(os.path.join(output_dir, "tuner.json"),  # the storage's password too
+                         (json.dumps(state, indent=2) + "\n").encode(),
+                         private=study_mod.has_password(storage_name))
     view = results.LiveView(job)
     before = study.records()
     if backend is None:
@@ -451,7 +453,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
         on = backend.description
     print(f"study {name!r}: {_goals(job)}, {_search_words(job)}, up to "
           f"{study.trial_limit} trials, {backend.capacity} at a time on {on}")
-    print(f"output: {output_dir}  storage: {storage_name}")
+    print(f"output: {output_dir}  storage: {study_mod.shown(storage_name)}")
     if before:
         finished = sum(1 for r in before if r.state is not TrialState.ACTIVE)
         active = sum(1 for r in before if r.state is TrialState.ACTIVE and r.started)

@@ -33,9 +33,9 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 import textwrap
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from tuner import spec as S
@@ -161,9 +161,12 @@ def table(rows: list[Row], metric: str, parameter_ids: list[str], width: int = 6
 # Files
 # --------------------------------------------------------------------------------------------
 
-def write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+def write_atomic(path: str, data: bytes, *, private: bool = False) -> None:
+    """Replaces `path` whole; the file gets the mode any new file gets (the umask's, where
+    mkstemp's is the owner's alone), or the owner's alone if `private`."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -113,6 +113,15 @@ SCHEMA_RETRY_S = 0.5
 DRIVERS = {"postgresql": ("psycopg", "psycopg[binary]==3.3.9", "postgresql")}
 
 
+def shown(storage: str) -> str:
+    """A storage's name as printed: a database URL's password as ***."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", storage)
+
+
+def has_password(storage: str) -> bool:
+    return shown(storage) != storage
+
+
 def database(url: str) -> optuna.storages.RDBStorage:
     """Optuna's storage in the database at `url` (SQLAlchemy's form). `postgresql://`, as users
     type it, means psycopg 3 (`postgresql+psycopg://`): SQLAlchemy's default for it is

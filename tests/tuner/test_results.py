@@ -6,6 +6,7 @@ The bucket is the session's GCS emulator (tests/support/gcs.py); the tuner reach
 google-cloud-storage and STORAGE_EMULATOR_HOST, as it would reach GCS with real credentials.
 """
 import json
+import os
 
 import pytest
 from PIL import Image
@@ -223,3 +224,17 @@ def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
     assert [t.get_text() for t in drawn["param_importances.png"].get_yticklabels()]  # acc's
     assert "pareto_front.png" in results.write_plots(str(tmp_path), rows, ["x"], objectives)
     _assert_png(tmp_path / "pareto_front.png")
+
+
+def test_results_files_get_the_umask_mode_and_a_storage_password_stays_private(tmp_path):
+    old = os.umask(0o027)
+    try:
+        results.write_atomic(str(tmp_path / "trials.csv"), b"trial_id\n")
+        results.write_atomic(str(tmp_path / "tuner.json"), b"{}", private=True)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "trials.csv").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "tuner.json").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.csv", "tuner.json"]
+    assert study_mod.shown("postgresql://me:s3cret@db:5432/s") == "postgresql://me:***@db:5432/s"
+    assert not study_mod.has_password("postgresql://me@db/s")
