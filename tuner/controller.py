@@ -224,7 +224,7 @@ class Controller:
 
     def _observe(self, record: TrialRecord, run) -> None:
         new = run.read()
-        if not new:
+        if not self._unreported(record, run):
             return
         reason = self.oracle.report(record, run.measurements, run.elapsed_s())
         self.view.measured(record, new)
@@ -234,13 +234,19 @@ class Controller:
 
     def _complete(self, record: TrialRecord, run, end: Exit) -> None:
         new = run.read()  # what it reported last
-        if new:
+        if self._unreported(record, run):
             self.oracle.report(record, run.measurements, run.elapsed_s())
             self.view.measured(record, new)
         self.oracle.complete(record, end)
         self._durations.append(time.monotonic() - self._begun.pop(record.number))
         self.view.finished(record, list(end.tail) if record.state is TrialState.FAILED else [])
         self._changed = True
+
+    @staticmethod
+    def _unreported(record: TrialRecord, run) -> bool:
+        """The run holds measurements the oracle has not had: new ones, or those an earlier run
+        wrote after its tuner's last look (the run reads them at its start)."""
+        return len(run.measurements) != len(record.measurements)
 
     def _report_changes(self) -> None:
         if self._changed and self.on_change:

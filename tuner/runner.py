@@ -287,13 +287,14 @@ class TrialProcess:
         trial's folder cannot be written or no process can be started."""
         for sub in ("model", "checkpoints", "logs", "hypertune"):
             os.makedirs(os.path.join(self.trial_dir, sub), exist_ok=True)
-        self.read()  # what an earlier run reported after its tuner's last look, if anything
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         for name in ("stdout", "stderr"):
             with open(os.path.join(self.trial_dir, name), "ab") as log:
                 log.write(f"[tuner] {stamp} trial {self.trial_id} run {run}: "
                           f"{shlex.join(self.argv)}\n".encode())
         self.started_wall, self.started = time.time(), time.monotonic()
+        self.read()  # what an earlier run reported after its tuner's last look (at the time
+        # that run had reached: before this start), if anything
         with open(os.path.join(self.trial_dir, "stderr"), "ab") as stderr:  # the keeper's own
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-S", KEEPER, self.trial_dir, str(self.grace_s),

@@ -193,7 +193,7 @@ def test_the_jobs_command_resumes_after_the_job_is_killed(submit, standins, tmp_
     assert f"resuming: {len(finished)} trial(s) finished" in again.stdout
     rows = read_csv(study_dir / "trials.csv")
     assert [r["trial_id"] for r in rows] == ["1", "2", "3", "4"]
-    assert all(r["state"] == "SUCCEEDED" and r["steps"] == "3" for r in rows)
+    assert [(r["state"], r["steps"]) for r in rows] == [("SUCCEEDED", "3")] * 4, (rows, again.stdout)
     for trial_id in finished:  # a finished trial is not run again
         assert len(trial_runs(study_dir, trial_id)) == 1
     for row in rows:  # gs://my-bucket/study-1/<trial id>/model/, where `tuner results gs://` reads

@@ -286,6 +286,36 @@ def test_resume_after_the_tuner_is_killed(write_config, tmp_path):
     assert len({r["x"] for r in rows}) == 4  # the resumed tuner repeated no suggestion
 
 
+def test_what_a_trial_reported_while_its_tuner_was_not_looking_is_kept(write_config, tmp_path):
+    """The tuner frozen (SIGSTOP) while its trial reports its last steps and ends, then killed:
+    the rerun finds the trial done (it resumes at its last step and reports nothing more), and
+    the steps it reported unseen still count, at the time that run had reached."""
+    doc = config(maxTrialCount=1, parallelTrialCount=1, args=["--steps=3", "--sleep=0.5"])
+    path = write_config(doc)
+    out = tmp_path / "study"
+    args = ("run", path, "--output-dir", out)
+    tuner = start_tuner(*args)
+    progress = out / "1" / "checkpoints" / "progress.json"
+    try:
+        wait_for(lambda: reported_steps(out, 1) >= 1, what="trial 1 to report")
+        tuner.send_signal(signal.SIGSTOP)
+        wait_for(lambda: progress.exists() and json.loads(progress.read_text())["step"] == 3,
+                 what="trial 1 to reach its last step")
+        wait_for(lambda: not alive(trial_runs(out, 1)[0]["pid"]), what="trial 1 to end")
+    finally:
+        tuner.kill()
+        tuner.communicate()
+    result = run_tuner(*args)
+    assert result.returncode == 0, result.stderr
+    (row,) = read_csv(out / "trials.csv")
+    assert (row["state"], row["steps"]) == ("SUCCEEDED", "3")
+    assert float(row["value"]) == pytest.approx(1 - (float(row["x"]) - 0.7) ** 2)
+    (trial,) = optuna.load_study(storage=study_mod.existing_storage(str(out / "study.journal")),
+                                 study_name="tuner-test").trials
+    elapsed = [m[1] for m in trial.user_attrs["measurements"]]
+    assert elapsed == sorted(elapsed) and elapsed[-1] <= trial.user_attrs["elapsed_s"]
+
+
 def test_an_interrupted_study_leaves_its_trials_to_the_next_run(write_config, tmp_path):
     doc = config(maxTrialCount=2, parallelTrialCount=1, args=["--steps=20", "--sleep=0.2"],
                  study={"algorithm": "RANDOM_SEARCH"})
