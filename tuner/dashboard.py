@@ -5,9 +5,9 @@ intermediate values and each trial's state, reason and command as user attribute
 tuner/study.py), so nothing is converted. Reading a journal takes no lock (only Optuna's
 writers take it), so a running tuner is never held up. optuna-dashboard has no read-only mode
 in its public API; every change it makes comes through a POST, PUT or DELETE route, so the
-served app refuses any method but GET and HEAD unless --allow-writes is given. TensorBoard, a
-child process in its own session (its data server is a process of its own), shows every
-trial's `<output dir>/<trial id>/logs/`.
+served app refuses any method but GET and HEAD unless --allow-writes is given. TensorBoard
+shows every trial's `<output dir>/<trial id>/logs/`; it and its data server end with this
+process, however it ends.
 """
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ import errno
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from tuner import keeper
 
 READ_METHODS = ("GET", "HEAD")
 
@@ -122,8 +126,12 @@ def _free_port(host: str) -> int:
 
 
 def start_tensorboard(output_dir: str | None, host: str, wanted: bool
-                      ) -> subprocess.Popen | None:
-    """TensorBoard over the trials' log dirs, or None (and one line saying why)."""
+                      ) -> tuple[subprocess.Popen, str] | None:
+    """TensorBoard over the trials' log dirs and its keeper's log dir, or None (and one line
+    saying why). It runs under
+    a keeper (tuner/keeper.py), as a trial does: its data server is a process of its own, and
+    the keeper ends both when this process stops, even by kill -9. Its output goes to
+    <temp dir>/stdout and stderr: the study's folder is only read."""
     if not wanted:
         return None
     if output_dir is None:
@@ -135,23 +143,25 @@ def start_tensorboard(output_dir: str | None, host: str, wanted: bool
               "curves side by side", flush=True)
         return None
     port = _free_port(host)
+    logs = tempfile.mkdtemp(prefix="tuner-tensorboard-")
     child = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", os.path.abspath(output_dir),
-         "--host", host, "--port", str(port)],
-        stdin=subprocess.DEVNULL, start_new_session=True)
-    print(f"tensorboard: {_url(host, port)} (each trial's {output_dir}/<trial id>/logs/)",
-          flush=True)
-    return child
+        [sys.executable, "-I", "-S", keeper.__file__, logs, "0", sys.executable, "-m",
+         "tensorboard.main", "--logdir", os.path.abspath(output_dir), "--host", host,
+         "--port", str(port)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    child.stdin.write(b"g")  # the keeper starts TensorBoard on this byte
+    child.stdin.flush()
+    print(f"tensorboard: {_url(host, port)} (each trial's {output_dir}/<trial id>/logs/; "
+          f"its messages: {logs}/stderr)", flush=True)
+    return child, logs
 
 
-def stop(child: subprocess.Popen) -> None:
-    """Ends TensorBoard and its data server at once: they only read the logs, so a kill
-    leaves nothing half-written, and TensorBoard's own SIGTERM handling took over 10 s here."""
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the whole group is gone already
+def stop(child: subprocess.Popen, logs: str) -> None:
+    """Ends TensorBoard and its data server at once (they only read the logs, so a kill leaves
+    nothing half-written): the keeper kills its tree when its stdin closes."""
+    child.stdin.close()
     child.wait()
+    shutil.rmtree(logs, ignore_errors=True)
 
 
 def serve(output_dir: str | None, storage_url: str | None, host: str, port: int, *,
@@ -174,18 +184,18 @@ def serve(output_dir: str | None, storage_url: str | None, host: str, port: int,
             threading.Thread(target=server.shutdown, daemon=True).start()
 
     previous = {s: signal.signal(s, stop_serving) for s in (signal.SIGINT, signal.SIGTERM)}
-    child = None
+    tensorboard_run = None
     try:
         page = "/dashboard" if study_id is None else f"/dashboard/studies/{study_id}"
         print(f"dashboard: {_url(host, server.server_address[1], page)} ({storage_url}; "
               f"{'writes allowed' if allow_writes else 'read-only; --allow-writes to change it'}"
               ") - Ctrl-C stops", flush=True)
-        child = start_tensorboard(output_dir, host, tensorboard)
+        tensorboard_run = start_tensorboard(output_dir, host, tensorboard)
         server.serve_forever()
     finally:
         server.server_close()
-        if child is not None:
-            stop(child)
+        if tensorboard_run is not None:
+            stop(*tensorboard_run)
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 128 + asked[0]

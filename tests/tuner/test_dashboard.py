@@ -160,49 +160,66 @@ def test_chromium_renders_the_trials(served, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
-def tensorboard_of(pid):
-    """The dashboard's TensorBoard child: its pid and argv. Popen returns once the exec is
-    under way, before the kernel has recorded the new argv: until then it reads empty."""
+def children(pid):
     with open(f"/proc/{pid}/task/{pid}/children") as f:
-        (child,) = map(int, f.read().split())
-    cmdline = Path(f"/proc/{child}/cmdline")
-    wait_for(cmdline.read_bytes, timeout=TIMEOUT_S, what="TensorBoard's argv")
-    return child, cmdline.read_bytes().decode().split("\0")[:-1]
+        return [int(child) for child in f.read().split()]
 
 
-def group_members(pgid):
-    """The live (not zombie) processes of a process group."""
+def tensorboard_of(pid):
+    """The dashboard's TensorBoard: its keeper's pid and TensorBoard's argv (the keeper forks,
+    then execs it: until then the child's argv is the keeper's)."""
+    (keeper,) = children(pid)
+    wait_for(lambda: children(keeper), timeout=TIMEOUT_S, what="the keeper to start TensorBoard")
+    cmdline = Path(f"/proc/{children(keeper)[0]}/cmdline")
+
+    def argv():
+        return cmdline.read_bytes().decode().split("\0")[:-1]
+
+    wait_for(lambda: argv()[1:3] == ["-m", "tensorboard.main"], timeout=TIMEOUT_S,
+             what="TensorBoard's argv")
+    return keeper, argv()
+
+
+def session_members(sid):
+    """The live (not zombie) processes of a session."""
     members = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as f:
-                state, _, group = f.read().rsplit(")", 1)[1].split()[:3]
+                state, _, _, session = f.read().rsplit(")", 1)[1].split()[:4]
         except FileNotFoundError:
             continue
-        if int(group) == pgid and state != "Z":
+        if int(session) == sid and state != "Z":
             members.append(int(pid))
     return members
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
                     reason="tensorboard is not installed here")
-def test_ctrl_c_stops_the_server_and_tensorboard(served):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_the_end_of_the_dashboard_ends_tensorboard(served, signum):
+    """Ctrl-C stops both servers (exit 130); kill -9 leaves no TensorBoard behind either."""
     out, _, _ = served
     dashboard = start_dashboard(out, "--port", 0)
-    child = None
+    keeper = None
     try:
         url = read_until(dashboard, r"dashboard: (http://\S+)/dashboard.*\n"
-                                    r"tensorboard: http://127\.0\.0\.1:\d+/")
-        child, argv = tensorboard_of(dashboard.pid)
-        assert argv[1:5] == ["-m", "tensorboard.main", "--logdir", str(out)]
-        dashboard.send_signal(signal.SIGINT)
+                                    r"tensorboard: http://127\.0\.0\.1:\d+/ .*its messages: "
+                                    r"(\S+)/stderr\)")
+        keeper, argv = tensorboard_of(dashboard.pid)
+        assert argv[3:5] == ["--logdir", str(out)]
+        dashboard.send_signal(signum)
         dashboard.wait(timeout=TIMEOUT_S)  # not its pipes: a TensorBoard left behind holds them
-        assert dashboard.returncode == 128 + signal.SIGINT
+        assert dashboard.returncode == (128 + signum if signum != signal.SIGKILL else -signum)
+        wait_for(lambda: not session_members(keeper), timeout=TIMEOUT_S,
+                 what="TensorBoard and its data server to end")
+        assert os.path.isdir(url.group(2)) == (signum == signal.SIGKILL)  # removed on a stop
     finally:
-        if child is not None and group_members(child):
-            os.killpg(child, signal.SIGKILL)  # the test failed: leave nothing behind
+        for pid in session_members(keeper) if keeper else []:
+            os.kill(pid, signal.SIGKILL)  # the test failed: leave nothing behind
         end(dashboard)
-    assert group_members(child) == []  # TensorBoard, and its data server if it had started
+        if keeper:
+            shutil.rmtree(url.group(2), ignore_errors=True)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url.group(1), timeout=TIMEOUT_S)
 
