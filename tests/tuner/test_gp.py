@@ -49,3 +49,14 @@ def test_the_warp_keeps_the_order_and_tames_the_tail():
     warped = gp.warp(y)
     assert np.all(np.diff(warped) > 0)
     assert warped[0] - warped[1] > -5  # the outlier is one step down, not 1e6
+
+
+@pytest.mark.parametrize("noise, low, high", [(0.0, 0.0, 0.01), (0.3, 0.05, 0.6)])
+def test_the_noise_level_is_learned(noise, low, high):
+    """A smooth 2-D function at 40 points, observed with and without N(0, 0.3) noise (a
+    variance of ~0.2 in standardised units): a noise level fitted to the data, not a bound or
+    the prior's median. A fit that interpolates the noise chases lucky trials."""
+    rng = np.random.RandomState(0)
+    x = rng.rand(40, 2)
+    y = np.sin(3 * x[:, 0]) + np.cos(2 * x[:, 1]) + rng.normal(0.0, noise, 40) * (noise > 0)
+    assert low <= gp.fit(x, y).noise <= high
