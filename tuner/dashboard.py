@@ -56,22 +56,23 @@ def open_storage(url: str, study_name: str | None):
     import optuna
 
     from tuner.journal import DamagedJournal
-    from tuner.study import StorageUnusable, existing_storage
+    from tuner.study import StorageUnusable, existing_storage, shown
 
     try:
         storage = existing_storage(url)
         names = optuna.get_all_study_names(storage)
     except FileNotFoundError:
-        raise DashboardError(f"the study storage {url} does not exist; give the journal file "
-                             "(or database URL) a tuner ran with") from None
+        raise DashboardError(f"the study storage {shown(url)} does not exist; give the "
+                             "journal file (or database URL) a tuner ran with") from None
     except (DamagedJournal, StorageUnusable) as exc:
         raise DashboardError(str(exc)) from None
     if study_name is None:
         if not names:
-            raise DashboardError(f"{url} holds no study; give the storage a tuner ran with")
+            raise DashboardError(f"{shown(url)} holds no study; give the storage a tuner ran "
+                                 "with")
         return storage, None
     if study_name not in names:
-        raise DashboardError(f"{url} holds no study {study_name!r} (it holds "
+        raise DashboardError(f"{shown(url)} holds no study {study_name!r} (it holds "
                              f"{', '.join(map(repr, names)) or 'none'})")
     return storage, storage.get_study_id_from_name(study_name)
 
@@ -174,6 +175,8 @@ def serve(output_dir: str | None, storage_url: str | None, host: str, port: int,
     storage, study_id = open_storage(storage_url, study_name)
     import optuna_dashboard
 
+    from tuner.study import shown
+
     app = optuna_dashboard.wsgi(storage)
     server = bind(app if allow_writes else read_only(app), host, port)
     asked = []
@@ -187,7 +190,8 @@ def serve(output_dir: str | None, storage_url: str | None, host: str, port: int,
     tensorboard_run = None
     try:
         page = "/dashboard" if study_id is None else f"/dashboard/studies/{study_id}"
-        print(f"dashboard: {_url(host, server.server_address[1], page)} ({storage_url}; "
+        print(f"dashboard: {_url(host, server.server_address[1], page)} "
+              f"({shown(storage_url)}; "
               f"{'writes allowed' if allow_writes else 'read-only; --allow-writes to change it'}"
               ") - Ctrl-C stops", flush=True)
         tensorboard_run = start_tensorboard(output_dir, host, tensorboard)
