@@ -566,8 +566,8 @@ def _local_results(args) -> int:
         storage = study_mod.existing_storage(state["storage"])
         study = study_mod.Study(storage, state["study_name"], job, create=False)
     except (FileNotFoundError, KeyError):
-        raise UsageError(f"{args.source}: the study's storage {state['storage']} is gone"
-                         ) from None
+        raise UsageError(f"{args.source}: the study's storage "
+                         f"{study_mod.shown(state['storage'])} is gone") from None
     except (DamagedJournal, study_mod.StorageUnusable) as exc:
         raise UsageError(str(exc)) from None
     rows = results.rows_from_records(job, study.records())

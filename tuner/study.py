@@ -82,6 +82,12 @@ def existing_storage(url: str) -> optuna.storages.BaseStorage:
     reader skips a torn last record, and a study a live tuner writes, or a read-only copy of
     one, must show as it is; the next `run` repairs it)."""
     if "://" in url:
+        if url.startswith("sqlite:"):  # SQLAlchemy would create a missing file
+            import sqlalchemy
+
+            path = sqlalchemy.engine.make_url(url).database
+            if path and path != ":memory:" and not os.path.exists(path):
+                raise FileNotFoundError(path)
         return database(url)
     if not os.path.exists(url):
         raise FileNotFoundError(url)

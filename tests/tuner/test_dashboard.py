@@ -240,6 +240,7 @@ def test_bad_input_exits_2_and_writes_nothing(served, tmp_path, busy_port):
         ([tmp_path / "nowhere"], "no such folder"),
         ([tmp_path / "empty"], "no tuner.json; is this a study's --output-dir?"),
         (["--storage", tmp_path / "gone.journal"], "gone.journal does not exist"),
+        (["--storage", f"sqlite:///{tmp_path / 'gone.db'}"], "gone.db does not exist"),
         ([out, "--port", busy_port, "--no-tensorboard"],
          f"port {busy_port} on 127.0.0.1 is in use: give --port another one"),
     ]
