@@ -1,11 +1,12 @@
-# Quick start: `make train` trains the default model, `make test` runs the test suite.
+# Quick start: `make train` trains the default model, `make test` runs the test suite
+# (`make lint`: ruff, configured in pyproject.toml).
 # Each target creates .venv with the pinned dependencies of both parts first (once).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 ARGS ?=
 
-.PHONY: venv train test tune
+.PHONY: venv train test tune lint
 
 venv: $(VENV)/.installed
 
@@ -23,3 +24,6 @@ tune: venv
 
 test: venv
 	$(PY) -m pytest tests $(ARGS)
+
+lint: venv
+	$(PY) -m ruff check .

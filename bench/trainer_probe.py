@@ -46,8 +46,8 @@ def main():
     import tensorflow as tf  # noqa: F401  (after the flags, as the trainer does)
     import tf_keras as keras
 
-    from trainer import data as data_lib
     from trainer import checkpoints as resume
+    from trainer import data as data_lib
     from trainer import distribution, models, reporting, training
     from trainer.preemption import SigtermGuard
 

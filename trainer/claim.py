@@ -58,7 +58,7 @@ def _holder(config: Config) -> dict:
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "since": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "since": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "task": config.cluster.task_name,
         "job": os.environ.get("CLOUD_ML_JOB_ID"),
         "machine": _machine(),

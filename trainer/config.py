@@ -74,17 +74,20 @@ flags.DEFINE_string(
     "Base output directory (local or gs://). Default: runs/<UTC time>, new each run: to resume a default "
     "run, pass the --job_dir its messages name. The model, checkpoints and logs go to its subfolders "
     "model/, checkpoints/, logs/ unless set otherwise.")
-flags.DEFINE_string("model_dir", None, "Where the SavedModel and metrics.json go. Default: $AIP_MODEL_DIR, else <job_dir>/model.")
+flags.DEFINE_string("model_dir", None,
+                    "Where the SavedModel and metrics.json go. Default: $AIP_MODEL_DIR, else <job_dir>/model.")
 flags.DEFINE_string(
     "checkpoint_dir", None,
     "Where checkpoints and config.json go; rerunning a killed run with the same dir resumes it. "
     "Default: $AIP_CHECKPOINT_DIR, else <job_dir>/checkpoints.")
-flags.DEFINE_string("tensorboard_dir", None, "TensorBoard logs. Default: $AIP_TENSORBOARD_LOG_DIR, else <job_dir>/logs.")
+flags.DEFINE_string("tensorboard_dir", None,
+                    "TensorBoard logs. Default: $AIP_TENSORBOARD_LOG_DIR, else <job_dir>/logs.")
 flags.DEFINE_string(
     "dataset", BUILTIN_DATASET,
     f"A tensorflow-datasets name (mnist, fashion_mnist, cifar10, ...). The default, {BUILTIN_DATASET}, "
     "ships in the package and needs no network.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (local or gs://). Default: TFDS's own (~/tensorflow_datasets).")
+flags.DEFINE_string("data_dir", None,
+                    "TFDS data directory (local or gs://). Default: TFDS's own (~/tensorflow_datasets).")
 flags.DEFINE_float("validation_split", 0.2, "Fraction of the training split held out for validation, in (0, 1).")
 flags.DEFINE_enum("hypertune_metric", "val_accuracy", METRICS,
                   "The objective: reported to hyperparameter tuning each epoch, monitored by early stopping.")

@@ -30,7 +30,8 @@ class Cluster:
     def peers(self) -> dict[str, str]:
         """The other training tasks, name -> address, from TF_CONFIG."""
         cluster = (self.tf_config or {}).get("cluster", {})
-        return {f"{role}:{i}": address for role in ("chief", "worker") for i, address in enumerate(cluster.get(role, []))
+        return {f"{role}:{i}": address
+                for role in ("chief", "worker") for i, address in enumerate(cluster.get(role, []))
                 if (role, i) != (self.role, self.index)}
 
 

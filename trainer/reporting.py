@@ -69,7 +69,8 @@ class EpochReporter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         if self._metric not in logs:
-            raise RunError(f"the objective --hypertune_metric={self._metric} is not among this epoch's metrics {sorted(logs)}")
+            raise RunError(f"the objective --hypertune_metric={self._metric} is not among this epoch's metrics "
+                           f"{sorted(logs)}")
         record = {"epoch": epoch + 1, "time": time.time(), **{k: float(v) for k, v in logs.items()}}
         self.history = [h for h in self.history if h["epoch"] < epoch + 1] + [record]
         self._write_history()

@@ -16,9 +16,8 @@ import traceback
 
 from absl import flags
 
-from trainer import claim
+from trainer import claim, storage
 from trainer import config as config_lib
-from trainer import storage
 from trainer.errors import ConfigError, RunError, Stopped
 
 FLAGS = flags.FLAGS

@@ -15,8 +15,8 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorboard.plugins.hparams import api as hparams_api
 
-from trainer import data as data_lib
 from trainer import checkpoints, distribution, models, optimization, reporting, storage
+from trainer import data as data_lib
 from trainer.config import Config
 from trainer.errors import RunError
 from trainer.preemption import SigtermGuard

@@ -424,7 +424,8 @@ def _note_another_command(output_dir: str, command: list[str]) -> None:
 
 def _run_study(args, job, slots, command, output_dir, overrides, custom, storage,
                storage_name, backend=None) -> int:
-    from tuner import results, study as study_mod
+    from tuner import results
+    from tuner import study as study_mod
     from tuner.backends.local import LocalBackend
     from tuner.controller import Controller, Outcome
     from tuner.trial import TrialState
@@ -548,7 +549,8 @@ def cmd_results(args, _command) -> int:
 
 
 def _local_results(args) -> int:
-    from tuner import results, study as study_mod
+    from tuner import results
+    from tuner import study as study_mod
     from tuner.journal import DamagedJournal
 
     path = os.path.join(args.source, "tuner.json")

@@ -80,7 +80,7 @@ def descendants(root: int) -> list[int]:
     """Every live process below `root` (zombies are only reaped, not signalled)."""
     table = processes()
     children: dict[int, list[int]] = {}
-    for pid, (state, ppid, _, _) in table.items():
+    for pid, (_, ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:

@@ -69,8 +69,8 @@ def visible_gpus(environ=None) -> list[str]:
                                  timeout=20, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [str(i) for i, line in enumerate(l for l in listing.splitlines()
-                                             if l.startswith("GPU "))]
+    return [str(i) for i, line in enumerate(entry for entry in listing.splitlines()
+                                             if entry.startswith("GPU "))]
 
 
 def make_slots(parallel: int, gpus: str, trials_per_gpu: int, visible: list[str],
@@ -377,5 +377,5 @@ class TrialProcess:
             except OSError:
                 pass
         text = data[-TAIL_BYTES:].decode(errors="replace")
-        kept = [l for l in text.splitlines() if l.strip() and not l.startswith("[tuner] ")]
+        kept = [line for line in text.splitlines() if line.strip() and not line.startswith("[tuner] ")]
         return kept[-lines:]

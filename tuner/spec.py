@@ -17,9 +17,9 @@ import difflib
 import math
 import re
 import sys
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -71,7 +71,8 @@ def machine_pairing_problem(machine_type: str, accelerator: str, count: int = 1)
         return f"{accelerator} needs machine type {series}-*; got {machine_type}"
     gpus = re.fullmatch(r"[a-z0-9]+-[a-z]+-(\d+)g", machine_type)
     if gpus and series != "n1" and not 1 <= count <= int(gpus.group(1)):
-        return f"{machine_type} has {gpus.group(1)} {accelerator}: acceleratorCount must be 1 to {gpus.group(1)}; got {count}"
+        return (f"{machine_type} has {gpus.group(1)} {accelerator}: acceleratorCount must be 1 to "
+                f"{gpus.group(1)}; got {count}")
     return None
 
 

@@ -150,7 +150,8 @@ def declared(tmp_path):
     for requirement in package["metadata"].get("requires_dist", []):
         pin, _, marker = requirement.partition(";")
         extra = re.search(r'extra == "([^"]+)"', marker)
-        extras.setdefault(extra.group(1) if extra else "", set()).add(re.split(r"[=<>\[ ]", pin)[0].lower().replace("_", "-"))
+        name = re.split(r"[=<>\[ ]", pin)[0].lower().replace("_", "-")
+        extras.setdefault(extra.group(1) if extra else "", set()).add(name)
     return extras
 
 

@@ -41,7 +41,8 @@ class Standins:
         self.log = tmp_path / "standin-calls.jsonl"
         for tool in ("gcloud", "gsutil", "docker"):
             path = self.bin / tool
-            path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(STANDIN))} {tool} \"$@\"\n")
+            standin = f"{shlex.quote(sys.executable)} {shlex.quote(str(STANDIN))} {tool}"
+            path.write_text(f"#!/bin/sh\nexec {standin} \"$@\"\n")
             path.chmod(0o755)
 
     def calls(self, tool=None):

@@ -3,8 +3,15 @@ import subprocess
 
 import pytest
 
-from tests.scripts.support import (PROJECT, REGION, ROOT, default_image, one_line_error, package_version,
-                                   printed_commands)
+from tests.scripts.support import (
+    PROJECT,
+    REGION,
+    ROOT,
+    default_image,
+    one_line_error,
+    package_version,
+    printed_commands,
+)
 
 
 @pytest.fixture
@@ -47,7 +54,8 @@ def test_builds_the_variants_dockerfile_with_version_and_revision_tags(build, st
     assert f"--file={ROOT}/Dockerfile.{variant}" in argv
     assert "--platform=linux/amd64" in argv
     assert argv[-1] == str(ROOT)
-    assert [a.split("=", 1)[1] for a in argv if a.startswith("--tag=")] == expected_tags(default_image(variant), variant)
+    tags = [a.split("=", 1)[1] for a in argv if a.startswith("--tag=")]
+    assert tags == expected_tags(default_image(variant), variant)
     assert f"--label=org.opencontainers.image.version={package_version()}" in argv
     assert not any(a.startswith("--build-arg=") for a in argv)
     assert call["env"]["DOCKER_BUILDKIT"] == "1"
@@ -124,10 +132,12 @@ BAD_INPUT = [
     ("unknown variant", ["tpu"], {}, ["unknown argument tpu"]),
     ("missing project", ["cpu"], {"PROJECT_ID": ""}, ["project is missing", "PROJECT_ID"]),
     ("missing region", ["cpu"], {"REGION": ""}, ["region is missing", "REGION"]),
-    ("image not a registry path", ["cpu", "--image-uri=trainer"], {}, ["--image-uri/IMAGE_URI=trainer", "registry path"]),
+    ("image not a registry path", ["cpu", "--image-uri=trainer"], {},
+     ["--image-uri/IMAGE_URI=trainer", "registry path"]),
     ("image with a space", ["cpu", "--image-uri=us-docker.pkg.dev/p/r/i:a b"], {}, ["a space is not allowed"]),
     ("metachar in region", ["cpu", "--region=us-central1&&id"], {}, ["'&' is not allowed"]),
-    ("metachar in base image", ["cpu", "--base-image=debian;id"], {}, ["--base-image/BASE_IMAGE", "';' is not allowed"]),
+    ("metachar in base image", ["cpu", "--base-image=debian;id"], {},
+     ["--base-image/BASE_IMAGE", "';' is not allowed"]),
     ("metachar in DOCKER", ["cpu"], {"DOCKER": "docker --debug"}, ["DOCKER", "a space is not allowed"]),
     ("bad platform", ["cpu", "--platform=amd64"], {}, ["--platform/PLATFORM=amd64"]),
     ("bad repo", ["cpu", "--repo=My_Repo"], {}, ["--repo/REPO=My_Repo"]),

@@ -20,7 +20,7 @@ DOCKERFILES = ["Dockerfile.cpu", "Dockerfile.gpu"]
 def instructions(name):
     """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
     text = (ROOT / name).read_text()
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
     result = []
     for line in text.splitlines():
         if line.strip():
@@ -122,8 +122,8 @@ def dockerignore_includes(path, patterns):
 
 
 def test_dockerignore_sends_only_what_the_build_needs():
-    patterns = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
-                if l.strip() and not l.startswith("#")]
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
     files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
                            capture_output=True, text=True, check=True).stdout.split()
     context = {f for f in files if dockerignore_includes(f, patterns)}

@@ -149,7 +149,8 @@ BAD_INPUT = [
     ("missing region", ["cpu"], {"REGION": ""}, ["region is missing"]),
     ("image not a registry path", ["cpu", "--image-uri=my-image:1"], {}, ["registry path"]),
     ("metachar in project", ["cpu", "--project=p|id"], {}, ["'|' is not allowed"]),
-    ("metachar in trainer argument", ["cpu", "--", "--epochs=1>/tmp/x"], {}, ["trainer argument", "'>' is not allowed"]),
+    ("metachar in trainer argument", ["cpu", "--", "--epochs=1>/tmp/x"], {},
+     ["trainer argument", "'>' is not allowed"]),
 ]
 
 

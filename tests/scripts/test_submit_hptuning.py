@@ -192,7 +192,8 @@ def test_help(run_script):
     assert result.returncode == 0
     for word in ("--config", "hptuning_config.yaml", "PROJECT_ID", "REGION", "BUCKET", "IMAGE_URI",
                  "--max-trial-count", "MAX_TRIAL_COUNT", "--parallel-trial-count", "PARALLEL_TRIAL_COUNT",
-                 "--max-failed-trial-count", "--algorithm", "ALGORITHM", "MACHINE_TYPE", "ACCELERATOR_TYPE", "ACCELERATOR_COUNT",
+                 "--max-failed-trial-count", "--algorithm", "ALGORITHM", "MACHINE_TYPE", "ACCELERATOR_TYPE",
+                 "ACCELERATOR_COUNT",
                  "WORKER_COUNT", "SPOT", "--dry-run", "python -m tuner validate", "gcloud's configured project"):
         assert word in result.stdout, word
 

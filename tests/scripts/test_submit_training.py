@@ -7,8 +7,15 @@ import pytest
 import yaml
 
 from tests.scripts import vertex_spec
-from tests.scripts.support import (BUCKET, PROJECT, REGION, default_image, one_line_error,
-                                   package_version, printed_commands)
+from tests.scripts.support import (
+    BUCKET,
+    PROJECT,
+    REGION,
+    default_image,
+    one_line_error,
+    package_version,
+    printed_commands,
+)
 
 # No prebuilt image runs a Python the pins install on yet; the route is tested on one as named.
 EXECUTOR = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-21.py311:latest"
@@ -241,7 +248,8 @@ BAD_INPUT = [
     ("Docker Hub image", ["--image-uri=docker.io/library/python:3.11"], {}, ["--image-uri", "registry path"]),
     ("executor not a registry path", ["--python-package", "--executor-image-uri=tf-cpu"], {},
      ["--executor-image-uri", "registry path"]),
-    ("python package without an executor", ["--python-package"], {}, ["executor-image-uri is missing", "EXECUTOR_IMAGE_URI"]),
+    ("python package without an executor", ["--python-package"], {},
+     ["executor-image-uri is missing", "EXECUTOR_IMAGE_URI"]),
     ("executor on Python 3.10", ["--python-package",
                                  "--executor-image-uri=us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"],
      {}, ["runs Python 3.10", "Python 3.11 to 3.13", "drop --python-package", "scripts/build.sh"]),
@@ -251,7 +259,8 @@ BAD_INPUT = [
     ("executor naming no Python", ["--python-package",
                                    "--executor-image-uri=us-docker.pkg.dev/my-project/repo/custom:latest"],
      {}, ["does not name its Python", "drop --python-package"]),
-    ("accelerator count without type", ["--accelerator-count=2"], {}, ["--accelerator-count/ACCELERATOR_COUNT=2 without --accelerator-type"]),
+    ("accelerator count without type", ["--accelerator-count=2"], {},
+     ["--accelerator-count/ACCELERATOR_COUNT=2 without --accelerator-type"]),
     ("accelerator count from env without type", [], {"ACCELERATOR_COUNT": "1"}, ["without --accelerator-type"]),
     ("TPU", ["--accelerator-type=TPU_V3"], {}, ["--accelerator-type", "NVIDIA"]),
     ("zero accelerators", ["--accelerator-type=NVIDIA_L4", "--accelerator-count=0"], {}, ["at least 1"]),
@@ -262,12 +271,16 @@ BAD_INPUT = [
     ("negative workers", ["--workers=-1"], {}, ["--workers/WORKER_COUNT=-1"]),
     ("zero workers from env", [], {"WORKER_COUNT": "0"}, ["--workers/WORKER_COUNT=0"]),
     ("not a number", ["--workers=two"], {}, ["--workers/WORKER_COUNT=two", "whole number"]),
-    ("metachar in region", ["--region=us-central1;id"], {}, ["--region/REGION='us-central1;id'", "';' is not allowed"]),
-    ("command substitution in project", ["--project=$(id)"], {}, ["--project/PROJECT_ID='$(id)'", "'$' is not allowed"]),
+    ("metachar in region", ["--region=us-central1;id"], {},
+     ["--region/REGION='us-central1;id'", "';' is not allowed"]),
+    ("command substitution in project", ["--project=$(id)"], {},
+     ["--project/PROJECT_ID='$(id)'", "'$' is not allowed"]),
     ("backtick in bucket", ["--bucket=gs://b/`id`"], {}, ["--bucket", "not allowed"]),
-    ("space in display name", ["--display-name=my job"], {}, ["--display-name/DISPLAY_NAME='my job'", "a space is not allowed"]),
+    ("space in display name", ["--display-name=my job"], {},
+     ["--display-name/DISPLAY_NAME='my job'", "a space is not allowed"]),
     ("newline in machine type", ["--machine-type=n1-standard-4\nid"], {}, ["a newline is not allowed"]),
-    ("metachar in trainer argument", ["--", "--learning_rate=0.1;id"], {}, ["trainer argument '--learning_rate=0.1;id'", "not allowed"]),
+    ("metachar in trainer argument", ["--", "--learning_rate=0.1;id"], {},
+     ["trainer argument '--learning_rate=0.1;id'", "not allowed"]),
     ("variable in trainer argument", ["--", "--job_dir=$(HOME)"], {}, ["trainer argument", "not allowed"]),
     ("quote in image", ["--image-uri=us-docker.pkg.dev/p/r/i:t'"], {}, ["--image-uri", "not allowed"]),
     ("bad spot value", [], {"SPOT": "maybe"}, ["SPOT=maybe"]),

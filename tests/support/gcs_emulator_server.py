@@ -32,7 +32,6 @@ import os
 import sys
 import threading
 from functools import partial
-
 from http import HTTPStatus
 
 from gcp_storage_emulator import server as emulator_server
@@ -100,8 +99,9 @@ _stock_read_body = emulator_server._read_raw_data
 _stock_read_data = emulator_server._read_data
 emulator_server._read_raw_data = _read_body
 emulator_server._read_data = _read_data
-emulator_server.HANDLERS = tuple((route, {method: _honour_generation_match(handler) for method, handler in handlers.items()})
-                                 for route, handlers in emulator_server.HANDLERS)
+emulator_server.HANDLERS = tuple(
+    (route, {method: _honour_generation_match(handler) for method, handler in handlers.items()})
+    for route, handlers in emulator_server.HANDLERS)
 emulator_server.objects.insert = _honour_generation_match(emulator_server.objects.insert)  # the router's fallback
 
 

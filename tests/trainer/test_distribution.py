@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from trainer import distribution, environment
 from tests.trainer.test_environment import vertex_cluster_spec, vertex_tf_config
+from trainer import distribution, environment
 
 
 @pytest.mark.parametrize("env, gpus, cpu_replicas, expected", [

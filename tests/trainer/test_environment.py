@@ -40,7 +40,8 @@ def test_vertex_multi_worker_roles(task_type, index, is_chief):
            "CLUSTER_SPEC": vertex_cluster_spec("workerpool0" if is_chief else "workerpool1", index)}
     cluster = environment.cluster_from_env(env)
     assert cluster.num_workers == 3  # the chief is a worker too
-    assert (cluster.role, cluster.index, cluster.is_chief, cluster.is_multi_worker) == (task_type, index, is_chief, True)
+    assert ((cluster.role, cluster.index, cluster.is_chief, cluster.is_multi_worker)
+            == (task_type, index, is_chief, True))
 
 
 def test_without_a_chief_worker_zero_is_chief():
@@ -62,7 +63,8 @@ def test_chief_only_tf_config_is_single_worker():
      "cluster roles ['workerpool0'] are not supported"),
     ({"TF_CONFIG": json.dumps({"cluster": {"chief": [CHIEF], "ps": ["p:1"]}, "task": {"type": "chief", "index": 0}})},
      "cluster roles ['ps'] are not supported"),
-    ({"TF_CONFIG": json.dumps({"cluster": {"chief": [CHIEF], "worker": WORKERS}, "task": {"type": "worker", "index": 5}})},
+    ({"TF_CONFIG": json.dumps({"cluster": {"chief": [CHIEF], "worker": WORKERS},
+                               "task": {"type": "worker", "index": 5}})},
      "task worker:5 is not in the cluster"),
     ({"TF_CONFIG": json.dumps({"cluster": {"chief": [CHIEF]}, "task": {"type": "evaluator", "index": 0}})},
      "task.type must be 'chief' or 'worker'"),

@@ -119,7 +119,7 @@ def test_killed_worker_fails_the_job_promptly_and_the_rerun_resumes(tmp_path, si
 
     second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-4000:]
-    chief_epochs = [l for l in second.stdout.splitlines() if l.startswith("[chief] Epoch ")]
+    chief_epochs = [line for line in second.stdout.splitlines() if line.startswith("[chief] Epoch ")]
     assert 6 - done <= len(chief_epochs) <= 6 - done + 1, chief_epochs  # resumed, not started over
     metrics = read_json(tmp_path / "run" / "model" / "metrics.json")
     assert metrics["epochs_run"] == 6 and metrics["num_replicas"] == 2

@@ -217,8 +217,10 @@ def test_help_documents_every_flag(tmp_path, help_flag):
 
 
 def test_vertex_job_without_output_dirs_is_warned_about_local_outputs(tmp_path):
-    spec = '{"cluster": {"workerpool0": ["h:2222"]}, "environment": "cloud", "task": {"type": "workerpool0", "index": 0}}'
-    warned = run_trainer(tmp_path, "--epochs=1", f"--job_dir={tmp_path}/a", env=trainer_env(tmp_path, CLUSTER_SPEC=spec))
+    spec = ('{"cluster": {"workerpool0": ["h:2222"]}, "environment": "cloud", '
+            '"task": {"type": "workerpool0", "index": 0}}')
+    warned = run_trainer(tmp_path, "--epochs=1", f"--job_dir={tmp_path}/a",
+                         env=trainer_env(tmp_path, CLUSTER_SPEC=spec))
     assert warned.returncode == 0 and "they are lost when the job ends" in warned.stderr
     quiet = run_trainer(tmp_path, "--epochs=1", env=trainer_env(tmp_path, CLUSTER_SPEC=spec,
                                                                 AIP_MODEL_DIR=str(tmp_path / "b" / "model")))
@@ -229,7 +231,8 @@ def test_a_local_multi_worker_launch_is_not_warned_about_lost_outputs(tmp_path):
     """trainer.launch sets CLUSTER_SPEC as Vertex does, with this machine's addresses."""
     spec = ('{"cluster": {"workerpool0": ["127.0.0.1:2222"], "workerpool1": ["localhost:2223"]}, '
             '"environment": "cloud", "task": {"type": "workerpool0", "index": 0}}')
-    result = run_trainer(tmp_path, "--epochs=1", f"--job_dir={tmp_path}/a", env=trainer_env(tmp_path, CLUSTER_SPEC=spec))
+    result = run_trainer(tmp_path, "--epochs=1", f"--job_dir={tmp_path}/a",
+                         env=trainer_env(tmp_path, CLUSTER_SPEC=spec))
     assert result.returncode == 0 and "they are lost" not in result.stderr
 
 

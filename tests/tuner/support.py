@@ -86,7 +86,7 @@ def trial_runs(output_dir, trial_id):
 
 
 def last_line(text):
-    lines = [l for l in text.strip().splitlines() if l.strip()]
+    lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 

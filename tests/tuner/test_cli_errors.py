@@ -13,8 +13,17 @@ import sys
 
 import pytest
 
-from tests.tuner.support import (TRIAL_SCRIPT, config, last_line, mounted_tmpfs, read_csv,
-                                 run_tuner, start_tuner, trial_runs, write_yaml)
+from tests.tuner.support import (
+    TRIAL_SCRIPT,
+    config,
+    last_line,
+    mounted_tmpfs,
+    read_csv,
+    run_tuner,
+    start_tuner,
+    trial_runs,
+    write_yaml,
+)
 from tests.tuner.test_studies import alive, reported_steps, wait_for
 
 QUICK = config(maxTrialCount=1, parallelTrialCount=1, args=["--steps=1", "--sleep=0"])

@@ -17,5 +17,5 @@ def test_resuming_a_finished_study_mentions_no_active_trials(write_config, tmp_p
     assert run_tuner("run", path, "--output-dir", out).returncode == 0
     again = run_tuner("run", path, "--output-dir", out)
     assert again.returncode == 0, again.stderr
-    line = next(l for l in again.stdout.splitlines() if l.startswith("resuming:"))
+    line = next(entry for entry in again.stdout.splitlines() if entry.startswith("resuming:"))
     assert line == "resuming: 2 trial(s) finished"

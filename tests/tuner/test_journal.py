@@ -11,8 +11,16 @@ import threading
 import optuna
 import pytest
 
-from tests.tuner.support import (TRIAL_SCRIPT, config, last_line, mounted_tmpfs, read_csv,
-                                 run_tuner, start_tuner, write_yaml)
+from tests.tuner.support import (
+    TRIAL_SCRIPT,
+    config,
+    last_line,
+    mounted_tmpfs,
+    read_csv,
+    run_tuner,
+    start_tuner,
+    write_yaml,
+)
 from tuner.journal import JournalFile
 
 STUDY = config(maxTrialCount=2, parallelTrialCount=1, args=["--steps=2", "--sleep=0"],
@@ -50,11 +58,11 @@ def test_a_torn_last_record_is_set_aside_and_the_study_goes_on(tmp_path):
     assert more.returncode == 0, more.stderr
     (aside,) = out.glob("study.journal.torn-*")
     assert aside.read_bytes() == data[last:cut]
-    notes = [l for l in more.stderr.splitlines() if "torn record" in l]
+    notes = [line for line in more.stderr.splitlines() if "torn record" in line]
     assert notes == [f"note: {journal} ended in a torn record ({cut - last} bytes, left by a "
                      f"tuner that stopped mid-write); kept every whole record, moved the torn "
                      f"bytes to {aside}"]
-    assert records(journal)[:data.count(b"\n") - 1] == [json.loads(l) for l in
+    assert records(journal)[:data.count(b"\n") - 1] == [json.loads(line) for line in
                                                          data[:last].splitlines()]
     after = values(out)
     assert {k: after[k] for k in before} == before

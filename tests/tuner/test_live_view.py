@@ -16,7 +16,7 @@ import termios
 import pyte
 import pytest
 
-from tests.tuner.support import ROOT, TIMEOUT_S, TRIAL_SCRIPT, config, run_tuner, tuner_env
+from tests.tuner.support import ROOT, TIMEOUT_S, config, run_tuner, tuner_env
 
 COLUMNS, LINES = 80, 24
 FOOTER = re.compile(r"^-- \d+ running, \d+ finished of \d+ --")

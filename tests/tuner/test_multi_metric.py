@@ -24,8 +24,8 @@ def non_dominated(rows):
     """The trial ids of the SUCCEEDED rows no other row beats on both metrics."""
     done = [(r["trial_id"], float(r["score"]), -float(r["latency"])) for r in rows
             if r["state"] == "SUCCEEDED"]
-    return {t for t, s, l in done
-            if not any(s2 >= s and l2 >= l and (s2, l2) != (s, l) for _, s2, l2 in done)}
+    return {t for t, s, lat in done
+            if not any(s2 >= s and lat2 >= lat and (s2, lat2) != (s, lat) for _, s2, lat2 in done)}
 
 
 def test_a_two_metric_study_gives_its_pareto_front(write_config, tmp_path):

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.tuner.support import (TRIAL_SCRIPT, config, last_line, read_csv, run_tuner,
-                                 start_tuner, trial_runs)
+from tests.tuner.support import TRIAL_SCRIPT, config, last_line, read_csv, run_tuner, start_tuner, trial_runs
 from tuner import keeper, runner
 from tuner.runner import Slot
 
@@ -234,7 +233,7 @@ def test_a_trial_that_floods_its_logs_keeps_their_end_within_the_cap(write_confi
             assert max(sizes) <= keeper.LOG_CAP_BYTES, (name, sizes)
             kept = ((trial_dir / f"{name}.1").read_bytes() + (trial_dir / name).read_bytes())
             lines = kept.decode().splitlines()
-            numbered = [int(l.split()[1]) for l in lines if l.startswith("line ")]
+            numbered = [int(entry.split()[1]) for entry in lines if entry.startswith("line ")]
             assert numbered == sorted(numbered) and len(numbered) > 1000
             step = numbered[1] - numbered[0]
             assert numbered == list(range(numbered[0], numbered[-1] + step, step))  # no gap

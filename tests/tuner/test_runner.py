@@ -12,7 +12,6 @@ import pytest
 from tuner import runner
 from tuner.runner import Slot, SlotError, make_slots
 
-
 # -- slots ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value,expected", [

@@ -15,8 +15,7 @@ import time
 import optuna
 import pytest
 
-from tests.tuner.support import (TRIAL_SCRIPT, config, last_line, read_csv, run_tuner,
-                                 start_tuner, trial_runs, tuner_env)
+from tests.tuner.support import TRIAL_SCRIPT, config, last_line, read_csv, run_tuner, start_tuner, trial_runs, tuner_env
 from tuner import study as study_mod
 
 X = {"parameterId": "x", "doubleValueSpec": {"minValue": 0.0, "maxValue": 1.0}}

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from tests.tuner.support import config
 from tuner import spec as S
 from tuner import study as study_mod
-from tuner.trial import Exit, Measurement, TrialState as State
+from tuner.trial import Exit, Measurement
+from tuner.trial import TrialState as State
 
 
 def _job(**changes):
@@ -215,7 +216,8 @@ def test_the_failure_budget(limit, outcomes, failed):
 
 def test_the_trial_budget_and_the_grid_end_suggestions():
     oracle = _oracle(maxTrialCount=2)
-    first, second = oracle.suggest(), oracle.suggest()
+    oracle.suggest()
+    oracle.suggest()  # the budget's two trials
     assert oracle.suggest() is None
     verdict = oracle.budget_exhausted()
     assert verdict is not None and not verdict.failed  # the running trials finish first

@@ -17,8 +17,16 @@ from dataclasses import dataclass
 
 from tuner import spec as S
 from tuner.backends import StartFailed, drain
-from tuner.runner import (STOP_GRACE_S, THREAD_VARS, Slot, TrialProcess, contract_env,
-                          end_leftovers, full_env, trial_argv)
+from tuner.runner import (
+    STOP_GRACE_S,
+    THREAD_VARS,
+    Slot,
+    TrialProcess,
+    contract_env,
+    end_leftovers,
+    full_env,
+    trial_argv,
+)
 from tuner.trial import Exit, Measurement, TrialRecord
 
 POLL_S = 0.25
