@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Builds the trainer image (Dockerfile.cpu or Dockerfile.gpu) and, with --push, pushes it to
-# Artifact Registry. Run scripts/build.sh --help for the flags.
+# Builds the trainer image (Dockerfile.cpu or Dockerfile.gpu), or the tuner's image on top of it
+# (Dockerfile.tuner), and, with --push, pushes it to Artifact Registry. Run scripts/build.sh --help
+# for the flags.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     cat <<EOF
-Usage: scripts/build.sh cpu|gpu [--push] [options]
+Usage: scripts/build.sh cpu|gpu|tuner-cpu|tuner-gpu [--push] [options]
 
 Builds Dockerfile.cpu or Dockerfile.gpu with the pinned dependencies of requirements.txt and
 tags the image twice: IMAGE_URI, and the same repository with VERSION-gREVISION (the package
 version and the git commit, plus -dirty when files that go into the image differ from it).
+tuner-cpu and tuner-gpu build that trainer image (tagged locally only), then Dockerfile.tuner on
+top of it: the image of scripts/submit_tuning_job.sh, a whole study inside one job.
 
 Options (flag, else environment variable, else default):
   --project ID        PROJECT_ID; else gcloud's configured project
   --region REGION     REGION, the Artifact Registry location, e.g. us-central1 (required)
   --repo NAME         REPO, the Artifact Registry repository (default: $DEFAULT_REPO)
-  --image-name NAME   IMAGE_NAME; the image is NAME-cpu or NAME-gpu (default: $DEFAULT_IMAGE_NAME)
+  --image-name NAME   IMAGE_NAME; the image is NAME-VARIANT, e.g. NAME-cpu (default: $DEFAULT_IMAGE_NAME)
   --image-uri URI     IMAGE_URI; default:
                       REGION-docker.pkg.dev/PROJECT/REPO/IMAGE_NAME-VARIANT:VERSION
                       (VERSION is __version__ in trainer/__init__.py). With IMAGE_URI set,
@@ -63,8 +66,8 @@ while (($#)); do
         --image-uri) need_value "$@"; image_uri=$2; shift 2 ;;
         --base-image) need_value "$@"; base_image=$2; shift 2 ;;
         --platform) need_value "$@"; platform=$2; shift 2 ;;
-        cpu | gpu)
-            [[ -z $variant ]] || usage_error "give one variant, cpu or gpu"
+        cpu | gpu | tuner-cpu | tuner-gpu)
+            [[ -z $variant ]] || usage_error "give one variant, cpu, gpu, tuner-cpu or tuner-gpu"
             variant=$1
             shift
             ;;
@@ -72,7 +75,10 @@ while (($#)); do
     esac
 done
 
-[[ -n $variant ]] || usage_error "which image? give cpu or gpu (see --help)"
+[[ -n $variant ]] || usage_error "which image? give cpu, gpu, tuner-cpu or tuner-gpu (see --help)"
+trainer_variant=${variant#tuner-}
+dockerfiles=("Dockerfile.$trainer_variant")
+[[ $variant == "$trainer_variant" ]] || dockerfiles+=(Dockerfile.tuner)
 check_program "DOCKER" "$docker"
 check_platform "--platform/PLATFORM" "$platform"
 [[ -z $base_image ]] || check_pattern "--base-image/BASE_IMAGE" "$base_image" '^[A-Za-z0-9][A-Za-z0-9._/:@-]*$' "an image reference"
@@ -84,7 +90,7 @@ revision=""
 if git -C "$ROOT" rev-parse --verify --quiet HEAD >/dev/null 2>&1; then
     revision=$(git -C "$ROOT" rev-parse --short=12 HEAD)
     # -dirty: what goes into the image differs from the commit (edited or untracked files).
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- "Dockerfile.$variant" .dockerignore setup.py pyproject.toml \
+    if [[ -n $(cd "$ROOT" && git status --porcelain -- "${dockerfiles[@]}" .dockerignore setup.py pyproject.toml \
         "requirements*.txt" trainer tuner 2>/dev/null) ]]; then
         revision+="-dirty"
     fi
@@ -98,8 +104,15 @@ fi
 
 command -v "$docker" >/dev/null 2>&1 || ((DRY_RUN)) || fail "$docker not found on PATH: install Docker (or set DOCKER=podman)"
 
-build=("$docker" build "--file=$ROOT/Dockerfile.$variant" "--platform=$platform")
+build=("$docker" build "--file=$ROOT/Dockerfile.$trainer_variant" "--platform=$platform")
 [[ -z $base_image ]] || build+=("--build-arg=BASE_IMAGE=$base_image")
+if [[ $variant != "$trainer_variant" ]]; then
+    # the trainer image the tuner's is built on, under a local name only (never pushed)
+    trainer_image="localhost/$image_name-$trainer_variant:$version-tuner-base"
+    trainer_build=("${build[@]}" "--tag=$trainer_image" "$ROOT")
+    build=("$docker" build "--file=$ROOT/Dockerfile.tuner" "--platform=$platform"
+        "--build-arg=TRAINER_IMAGE=$trainer_image")
+fi
 build+=("--label=org.opencontainers.image.version=$version")
 [[ -z $revision ]] || build+=("--label=org.opencontainers.image.revision=$revision")
 for tag in "${tags[@]}"; do
@@ -110,6 +123,7 @@ build+=("$ROOT")
 ((DRY_RUN)) && comment "scripts/build.sh --dry-run: the commands below were not run"
 # BuildKit: the default builder of current Docker; older ones need it asked for.
 export DOCKER_BUILDKIT=1
+[[ -z ${trainer_build+x} ]] || run "${trainer_build[@]}"
 run "${build[@]}"
 if ((push)); then
     registry=${image_uri%%/*}

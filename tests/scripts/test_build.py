@@ -30,7 +30,10 @@ def git_revision(variant):
                           capture_output=True, text=True)
     if head.returncode != 0:
         return None
-    inputs = [f"Dockerfile.{variant}", ".dockerignore", "setup.py", "pyproject.toml", "requirements*.txt",
+    dockerfiles = [f"Dockerfile.{variant.removeprefix('tuner-')}"]
+    if variant.startswith("tuner-"):
+        dockerfiles.append("Dockerfile.tuner")
+    inputs = [*dockerfiles, ".dockerignore", "setup.py", "pyproject.toml", "requirements*.txt",
               "trainer", "tuner"]
     dirty = subprocess.run(["git", "status", "--porcelain", "--", *inputs], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
@@ -60,6 +63,21 @@ def test_builds_the_variants_dockerfile_with_version_and_revision_tags(build, st
     assert not any(a.startswith("--build-arg=") for a in argv)
     assert call["env"]["DOCKER_BUILDKIT"] == "1"
     assert standins.argvs("docker") == [["docker", *argv]]  # no push without --push
+
+
+@pytest.mark.parametrize("variant", ["tuner-cpu", "tuner-gpu"])
+def test_the_tuners_image_is_built_on_the_trainer_image_and_only_it_is_pushed(build, standins, variant):
+    """The image scripts/submit_tuning_job.sh defaults to: the trainer's, plus the tuner's pins."""
+    result = build(variant, "--push")
+    assert result.returncode == 0, result.stderr
+    trainer, tuner = [a[1:] for a in standins.argvs("docker") if a[1] == "build"]
+    assert f"--file={ROOT}/Dockerfile.{variant[len('tuner-'):]}" in trainer
+    (base,) = [a.split("=", 1)[1] for a in trainer if a.startswith("--tag=")]
+    assert base.startswith("localhost/")  # a local name: never pushed
+    assert f"--file={ROOT}/Dockerfile.tuner" in tuner and f"--build-arg=TRAINER_IMAGE={base}" in tuner
+    tags = [a.split("=", 1)[1] for a in tuner if a.startswith("--tag=")]
+    assert tags == expected_tags(default_image(variant), variant)
+    assert [a[2] for a in standins.argvs("docker") if a[1] == "push"] == tags
 
 
 def test_push_pushes_every_tag_after_the_build(build, standins):
@@ -127,7 +145,7 @@ def test_help(run_script):
 
 
 BAD_INPUT = [
-    ("no variant", [], {}, ["give cpu or gpu"]),
+    ("no variant", [], {}, ["give cpu, gpu, tuner-cpu or tuner-gpu"]),
     ("two variants", ["cpu", "gpu"], {}, ["one variant"]),
     ("unknown variant", ["tpu"], {}, ["unknown argument tpu"]),
     ("missing project", ["cpu"], {"PROJECT_ID": ""}, ["project is missing", "PROJECT_ID"]),

