@@ -214,29 +214,37 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_anything_is_written(tmp_pat
 
 
 @pytest.mark.real_trainer
-def test_the_real_trainer_as_cloud_jobs_resumes_a_preempted_trial(gcs, tmp_path):
-    """The project's hptuning_config.yaml (3 epochs), 2 trials of `python -m trainer.task` (the
-    image's ENTRYPOINT) on the built-in dataset: outputs on gs:// through TensorFlow's GCS
-    filesystem, reports through the FUSE stand-in; trial 1's job is preempted (SIGTERM) and its
-    rerun resumes from the checkpoints the first job left in the bucket."""
+def test_the_real_trainer_as_cloud_jobs_resumes_a_preempted_trial_and_stops_a_poor_one(gcs, tmp_path):
+    """The project's hptuning_config.yaml (its median rule), 4 trials of `python -m trainer.task`
+    (the image's ENTRYPOINT) one at a time on the built-in dataset, a grid of learning rates
+    whose last is too small to learn: outputs on gs:// through TensorFlow's GCS filesystem,
+    reports through the FUSE stand-in; trial 1's job is preempted (SIGTERM) and its rerun
+    resumes from the checkpoints the first job left in the bucket; trial 4's job is cancelled
+    by the median rule."""
     doc = yaml.safe_load((ROOT / "hptuning_config.yaml").read_text())
-    doc["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"] = ["--epochs=3",
+    doc["parallelTrialCount"] = 1
+    doc["studySpec"]["algorithm"] = "GRID_SEARCH"
+    doc["studySpec"]["parameters"] = [{"parameterId": "learning_rate", "categoricalValueSpec": {
+        "values": ["0.003", "0.01", "0.02", "0.0000001"]}}]  # in this order
+    doc["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"] = ["--epochs=6",
                                                                           "--model=mlp"]
     job_env = tuner_env(TFDS_DATA_DIR=str(tmp_path / "tfds"), **gcs.tf_env())
     with FakeVertexJobs(gcs, tmp_path / "vertex", env=job_env) as fake:
         fake.preempt(1)
         out = tmp_path / "out"
         done = run_tuner("run", write_yaml(tmp_path / "study.yaml", doc), *FLAGS,
-                         "--output-dir", out,
-                         "--max-trial-count", "2", "--seed", "0", env=_env(gcs, fake),
-                         timeout=600)
+                         "--output-dir", out, "--max-trial-count", "4", env=_env(gcs, fake),
+                         timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         rows = {r["trial_id"]: r for r in read_csv(out / "trials.csv")}
-        assert [rows[t]["state"] in ("SUCCEEDED", "STOPPED") for t in "12"] == [True, True], rows
+        assert [rows[t]["state"] for t in "1234"] == ["SUCCEEDED"] * 3 + ["STOPPED"], rows
+        assert rows["4"]["reason"].startswith("median rule") and int(rows["4"]["steps"]) < 6
+        (poor,) = _jobs_of(fake, 4)
+        assert fake.state(poor.name) == State.JOB_STATE_CANCELLED
         first, again = _jobs_of(fake, 1)
         with open(os.path.join(fake.workdir, f"job-{again.name.rsplit('/', 1)[1]}.log")) as f:
             assert "(resumed after epoch " in f.read()
-        for trial in ("1", "2"):
+        for trial in ("1", "2", "3"):
             blob = gcs.client().bucket(BUCKET).blob(f"trainer-hptuning/{trial}/model/metrics.json")
             metrics = json.loads(blob.download_as_bytes())
             assert float(rows[trial]["value"]) == pytest.approx(metrics["final"])
