@@ -15,16 +15,18 @@ import pytest
 
 from tests.tuner.support import (
     TRIAL_SCRIPT,
+    alive,
     config,
     last_line,
     mounted_tmpfs,
     read_csv,
+    reported_steps,
     run_tuner,
     start_tuner,
     trial_runs,
+    wait_for,
     write_yaml,
 )
-from tests.tuner.test_studies import alive, reported_steps, wait_for
 
 QUICK = config(maxTrialCount=1, parallelTrialCount=1, args=["--steps=1", "--sleep=0"])
 

@@ -21,8 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.tuner.support import ROOT, TIMEOUT_S, config, last_line, run_tuner, start_tuner, tuner_env, write_yaml
-from tests.tuner.test_studies import wait_for
+from tests.tuner.support import (
+    ROOT,
+    TIMEOUT_S,
+    config,
+    last_line,
+    run_tuner,
+    start_tuner,
+    tuner_env,
+    wait_for,
+    write_yaml,
+)
 
 MODE = {"parameterId": "mode", "categoricalValueSpec": {"values": ["slowbad", "fail"]},
         "conditionalParameterSpecs": [{

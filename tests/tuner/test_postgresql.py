@@ -10,8 +10,7 @@ from collections import defaultdict
 import pytest
 
 from tests.support.postgresql import PostgresServer, find_bin, free_port
-from tests.tuner.support import ROOT, config, read_csv, run_tuner, trial_runs, tuner_env
-from tests.tuner.test_studies import reported_steps, wait_for
+from tests.tuner.support import ROOT, config, read_csv, reported_steps, run_tuner, trial_runs, tuner_env, wait_for
 
 HEARTBEAT_TIMEOUT_S = 15  # the least the tuner takes: tuners beat every 5 s
 TIMEOUT_S = 180

@@ -10,12 +10,23 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 
-from tests.tuner.support import TRIAL_SCRIPT, config, last_line, read_csv, run_tuner, start_tuner, trial_runs, tuner_env
+from tests.tuner.support import (
+    TRIAL_SCRIPT,
+    alive,
+    config,
+    last_line,
+    read_csv,
+    reported_steps,
+    run_tuner,
+    start_tuner,
+    trial_runs,
+    tuner_env,
+    wait_for,
+)
 from tuner import study as study_mod
 
 X = {"parameterId": "x", "doubleValueSpec": {"minValue": 0.0, "maxValue": 1.0}}
@@ -29,28 +40,6 @@ OPTIMIZER = {"parameterId": "optimizer", "categoricalValueSpec": {"values": ["ad
 def score(row):
     value = 1 - (float(row["x"]) - 0.7) ** 2
     return value + 0.1 * float(row["momentum"]) if row.get("momentum") else value
-
-
-def wait_for(predicate, timeout=30, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def reported_steps(out, trial_id):
-    path = out / str(trial_id) / "hypertune" / "output.metrics"
-    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def test_a_study_of_a_conditional_space(write_config, tmp_path):
