@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import sys
+import tempfile
 
 import yaml
 
@@ -522,6 +523,13 @@ def cmd_results(args, _command) -> int:
     from tuner import results
 
     if args.source.startswith("gs://"):
+        with tempfile.TemporaryDirectory() as into:
+            try:
+                state = results.tuner_study_from_gcs(args.source, into)
+            except results.CloudStorageError as exc:
+                raise UsageError(f"{args.source}: {exc}") from None
+            if state is not None:  # the tuner ran inside a job: its own record of the study
+                return _study_results(args, state, args.output_dir)
         job = _load(args) if args.config else None
         try:
             rows, parameter_ids, metric = results.rows_from_gcs(args.source, job)
@@ -549,10 +557,6 @@ def cmd_results(args, _command) -> int:
 
 
 def _local_results(args) -> int:
-    from tuner import results
-    from tuner import study as study_mod
-    from tuner.journal import DamagedJournal
-
     path = os.path.join(args.source, "tuner.json")
     try:
         with open(path) as f:
@@ -560,9 +564,19 @@ def _local_results(args) -> int:
     except OSError:
         raise UsageError(f"{args.source}: no tuner.json; is this a study's --output-dir?"
                          ) from None
-    target = args.output_dir or args.source
-    _require_writable("--output-dir", target,
-                      why=" (`results` writes trials.csv and the plots there)")
+    return _study_results(args, state, args.output_dir or args.source)
+
+
+def _study_results(args, state: dict, target: str | None) -> int:
+    """The table and summary of the study `state` (a tuner.json) names, and its files written
+    into `target` (none if None)."""
+    from tuner import results
+    from tuner import study as study_mod
+    from tuner.journal import DamagedJournal
+
+    if target is not None:
+        _require_writable("--output-dir", target,
+                          why=" (`results` writes trials.csv and the plots there)")
     job = S.parse(state["document"], state["overrides"])
     try:
         storage = study_mod.existing_storage(state["storage"])
@@ -573,17 +587,20 @@ def _local_results(args) -> int:
     except (DamagedJournal, study_mod.StorageUnusable) as exc:
         raise UsageError(str(exc)) from None
     rows = results.rows_from_records(job, study.records())
-    os.makedirs(target, exist_ok=True)
-    written = results.write_files(target, rows, job.parameter_ids(),
-                                  job.goal == S.MAXIMIZE, job.metric, plots=True,
-                                  objectives=results.objectives(job))
+    written = []
+    if target is not None:
+        os.makedirs(target, exist_ok=True)
+        written = results.write_files(target, rows, job.parameter_ids(),
+                                      job.goal == S.MAXIMIZE, job.metric, plots=True,
+                                      objectives=results.objectives(job))
     config = os.path.relpath(state["config"])
     print(results.summary(job, rows, config_path=state["config"] if config.startswith("..")
                           else config,
                           overrides=state["overrides"],
                           custom_command=state["command"] != list(job.trial_job.argv)))
     _print_jobs(job, study.records())
-    print(f"wrote {', '.join(os.path.join(target, w) for w in written)}")
+    if written:
+        print(f"wrote {', '.join(os.path.join(target, w) for w in written)}")
     return 0
 
 

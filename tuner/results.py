@@ -612,6 +612,36 @@ def _explained(bucket_name: str):
         raise CloudStorageError(f"Cloud Storage refused the request: {_one_line(exc)}") from None
 
 
+def tuner_study_from_gcs(uri: str, into: str) -> dict | None:
+    """The study a tuner kept under `uri` itself (run inside a Vertex AI job with its
+    --output-dir on the job's /gcs/ mount, as scripts/submit_tuning_job.sh runs it): its
+    tuner.json, whose `storage` is then a copy of the study's journal downloaded into `into`.
+    None where `uri` holds no tuner.json (the outputs of a tuning job of the service)."""
+    from google.api_core.exceptions import NotFound
+    from google.cloud import storage
+
+    bucket_name, base = _bucket_and_base(uri)
+    prefix = f"{base}/" if base else ""
+    with _explained(bucket_name):
+        bucket = storage.Client().bucket(bucket_name)
+        try:
+            state = json.loads(bucket.blob(f"{prefix}tuner.json").download_as_bytes())
+        except NotFound:
+            return None
+        mount = f"/gcs/{bucket_name}/"
+        journal = state.get("storage") or ""
+        if not journal.startswith(mount):
+            raise CloudStorageError(f"its tuner.json keeps the study in {journal}, not in the "
+                                    "bucket: run `python -m tuner results` where that is")
+        state["storage"] = os.path.join(into, os.path.basename(journal))
+        try:
+            bucket.blob(journal[len(mount):]).download_to_filename(state["storage"])
+        except NotFound:
+            raise CloudStorageError(f"its tuner.json names the journal gs://{bucket_name}/"
+                                    f"{journal[len(mount):]}, which is not there") from None
+    return state
+
+
 def rows_from_gcs(uri: str, job: S.TuningJob | None) -> tuple[list[Row], list[str], str]:
     """Rows from `<uri>/<trial id>/model/metrics.json`, the parameter columns, the metric.
 
@@ -619,12 +649,17 @@ def rows_from_gcs(uri: str, job: S.TuningJob | None) -> tuple[list[Row], list[st
     whose values differ between trials. A trial folder without metrics.json is INFEASIBLE:
     from the files alone, running, failed and stopped trials look the same.
     """
+    bucket_name, base = _bucket_and_base(uri)
+    with _explained(bucket_name):
+        return _rows_from_gcs(bucket_name, base, job)
+
+
+def _bucket_and_base(uri: str) -> tuple[str, str]:
     bucket_name, _, base = uri[len("gs://"):].partition("/")
     if not bucket_name:
         raise CloudStorageError("no bucket named: give gs://BUCKET/BASE, the job's "
                                 "baseOutputDirectory")
-    with _explained(bucket_name):
-        return _rows_from_gcs(bucket_name, base.strip("/"), job)
+    return bucket_name, base.strip("/")
 
 
 def _rows_from_gcs(bucket_name: str, base: str, job: S.TuningJob | None):

@@ -238,3 +238,35 @@ def test_results_files_get_the_umask_mode_and_a_storage_password_stays_private(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.csv", "tuner.json"]
     assert study_mod.shown("postgresql://me:s3cret@db:5432/s") == "postgresql://me:***@db:5432/s"
     assert not study_mod.has_password("postgresql://me@db/s")
+
+
+def test_results_of_a_study_the_tuner_kept_in_the_bucket_read_its_own_journal(
+        gcs_emulator, gcs_bucket, tmp_path, write_config):
+    """A tuner run inside a Vertex AI job (scripts/submit_tuning_job.sh) keeps its study on the
+    job's /gcs/ mount: `results gs://...` shows it from its journal, failed trials and their
+    reasons included, as `results` of a local folder does (not from the trials' metrics.json,
+    which a failed or stopped trial never writes)."""
+    mode = {"parameterId": "mode", "categoricalValueSpec": {"values": ["ok", "fail"]}}
+    path = write_config(config(maxTrialCount=2, maxFailedTrialCount=2,
+                               study={"parameters": [mode], "algorithm": "GRID_SEARCH"}))
+    local = tmp_path / "study"
+    assert run_tuner("run", path, "--output-dir", local).returncode == 0
+    state = json.loads((local / "tuner.json").read_text())
+    state["storage"] = f"/gcs/{gcs_bucket}/study-1/study.journal"  # as the job's tuner wrote it
+    _upload(gcs_emulator, gcs_bucket, {"study-1/tuner.json": json.dumps(state),
+                                       "study-1/study.journal": (local / "study.journal").read_text()})
+    env = tuner_env(**gcs_emulator.client_env())
+    out = tmp_path / "copy"
+    shown = run_tuner("results", f"gs://{gcs_bucket}/study-1", "--output-dir", out, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert read_csv(out / "trials.csv") == read_csv(local / "trials.csv")
+    assert [r["state"] for r in read_csv(out / "trials.csv")] == ["SUCCEEDED", "FAILED"]
+    assert "exit code 3: ValueError: the trial broke on purpose" in shown.stdout
+
+    state["storage"] = f"/gcs/{gcs_bucket}/study-2/study.journal"
+    _upload(gcs_emulator, gcs_bucket, {"study-2/tuner.json": json.dumps(state)})  # no journal
+    broken = run_tuner("results", f"gs://{gcs_bucket}/study-2", env=env)
+    assert broken.returncode == 2
+    assert broken.stderr.strip() == (f"error: gs://{gcs_bucket}/study-2: its tuner.json names the "
+                                     f"journal gs://{gcs_bucket}/study-2/study.journal, which is "
+                                     "not there")
