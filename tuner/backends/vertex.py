@@ -181,7 +181,8 @@ def clients(target: Target):
         from google.cloud import aiplatform_v1, storage
     except ImportError as exc:
         raise SettingError(f"--backend=vertex needs google-cloud-aiplatform ({exc.name} is "
-                           "missing): pip install 'vertex-tf-trainer[tuner,vertex]'") from None
+                           "missing): pip install '.[tuner,vertex]' in a clone of this "
+                           "repository") from None
     endpoint = os.environ.get(ENDPOINT_VAR) or f"{target.region}-aiplatform.googleapis.com"
     credentials = AnonymousCredentials() if endpoint.startswith("http://") else None
     jobs = aiplatform_v1.JobServiceClient(credentials=credentials, transport="rest",

@@ -285,7 +285,7 @@ def test_without_the_vertex_extra_it_says_what_to_install_and_exits_2(tmp_path, 
     assert done.returncode == 2, done.stderr
     assert last_line(done.stderr) == (
         "error: --backend=vertex needs google-cloud-aiplatform (google.cloud.aiplatform_v1 is "
-        "missing): pip install 'vertex-tf-trainer[tuner,vertex]'")
+        "missing): pip install '.[tuner,vertex]' in a clone of this repository")
     assert not (tmp_path / "out").exists()
 
 
