@@ -33,24 +33,22 @@ class UsageError(Exception):
     """Bad input found after parsing the flags: one line, exit 2."""
 
 
-def _positive(text: str) -> int:
+def _whole_number(text: str, least: int, words: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {words}, got {value}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _whole_number(text, 1, "at least 1")
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0, "0 or more")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -254,7 +254,7 @@ class Study:
         elif recorded is not None and recorded != wanted:
             raise StudyMismatch(_difference(recorded, wanted))
         self.study_id = storage.get_study_id_from_name(name)
-        self._trial_ids: dict[int, int] = {}
+        self._storage_ids: dict[int, int] = {}
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._last_beat = 0.0
 
@@ -458,10 +458,10 @@ class Study:
 
     def _id_of(self, number: int) -> int:
         """The storage's id of a trial (its number is the study's; neither ever changes)."""
-        if number not in self._trial_ids:
-            self._trial_ids[number] = self._storage.get_trial_id_from_study_id_trial_number(
+        if number not in self._storage_ids:
+            self._storage_ids[number] = self._storage.get_trial_id_from_study_id_trial_number(
                 self.study_id, number)
-        return self._trial_ids[number]
+        return self._storage_ids[number]
 
     def _sync(self) -> None:
         """Makes what is recorded so far survive a crash of the machine (a journal file's
