@@ -427,6 +427,7 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     from tuner import study as study_mod
     from tuner.backends.local import LocalBackend
     from tuner.controller import Controller, Outcome
+    from tuner.plot_worker import PlotWorker
     from tuner.trial import TrialState
 
     name = job.display_name or "study"
@@ -468,13 +469,15 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
     parameter_ids = job.parameter_ids()
     maximize = job.goal == S.MAXIMIZE
 
-    def refresh(plots=False):
+    objectives = results.objectives(job)
+
+    def refresh():
         rows = results.rows_from_records(job, study.records())
         return rows, results.write_files(output_dir, rows, parameter_ids, maximize, job.metric,
-                                         plots=plots, objectives=results.objectives(job))
+                                         plots=False, objectives=objectives)
 
-    controller = Controller(study, backend, view,
-                            on_change=refresh, preload=(results.plotting,))
+    plotter = PlotWorker()
+    controller = Controller(study, backend, view, on_change=refresh, preload=(plotter.start,))
     asked = []
 
     def interrupt(signum, _frame):  # later signals are ignored while the trials are killed
@@ -493,11 +496,15 @@ def _run_study(args, job, slots, command, output_dir, overrides, custom, storage
             outcome = Outcome("interrupted", f"{signal.Signals(asked[1]).name} twice: running "
                                              f"trials killed and left {TrialState.ACTIVE}; run "
                                              "the same command again to resume")
+    except BaseException:
+        plotter.close()
+        raise
     finally:
         view.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    rows, written = refresh(plots=True)
+    rows, written = refresh()
+    written += plotter.draw(output_dir, rows, parameter_ids, objectives or ((job.metric, maximize),))
     print()
     print(results.summary(job, rows, config_path=args.config, overrides=overrides,
                           custom_command=custom))

@@ -13,9 +13,8 @@ not learn from results (random, grid), and for the default search until a first 
 a suggestion costs more than AHEAD_SHARE of a typical trial (short trials, where waiting for it
 would cost more than a suggestion that has not seen the newest result). Otherwise it is made
 when a slot frees, from every result so far. What the search's model and the study's end
-will need (scipy, matplotlib: seconds of imports) is loaded on a thread of its own once the
-first trial runs. Trial processes are still started from the main thread: the parent-death
-signal of a keeper is tied to the thread that started it.
+will need (scipy; the plot worker, tuner/plot_worker.py) is loaded or started on a thread of its
+own once the first trial runs. Trial processes are still started from the main thread.
 """
 from __future__ import annotations
 
@@ -112,7 +111,7 @@ class Controller:
         self._suggester = Suggester(oracle, self.wake)
         # what the search and the study's end will need, loaded on a thread of its own once a
         # trial runs (so that a suggestion never queues behind an import)
-        self._preload = threading.Thread(target=_load_all, args=((oracle.warm_up, *preload),),
+        self._preload = threading.Thread(target=_load_all, args=((*preload, oracle.warm_up),),
                                          name="preload")
         self._exhausted = False  # the oracle has no more trials to suggest
         self._waited = False  # said once that other tuners' trials keep the study open
@@ -169,8 +168,11 @@ class Controller:
             for _, run in self.running:  # on an exception: leave no trial behind
                 run.kill_now()
             self._suggester.close(withdraw=withdraw)
+            self.backend.close()
             self.oracle.heartbeat(ended=True)
             self._close_wakes()
+            if self._preload.ident is not None:
+                self._preload.join()  # what it starts is the caller's to end
 
     def _fill(self, *, ahead: bool) -> bool:
         """Starts suggested trials on free capacity; True to look again at once (a trial could

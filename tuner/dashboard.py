@@ -145,12 +145,11 @@ def start_tensorboard(output_dir: str | None, host: str, wanted: bool
         return None
     port = _free_port(host)
     logs = tempfile.mkdtemp(prefix="tuner-tensorboard-")
-    child = subprocess.Popen(
-        [sys.executable, "-I", "-S", keeper.__file__, logs, "0", sys.executable, "-m",
-         "tensorboard.main", "--logdir", os.path.abspath(output_dir), "--host", host,
-         "--port", str(port)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
-    child.stdin.write(b"g")  # the keeper starts TensorBoard on this byte
+    child = keeper.spawn()
+    child.stdin.write(keeper.order(logs, 0, [sys.executable, "-m", "tensorboard.main",
+                                             "--logdir", os.path.abspath(output_dir),
+                                             "--host", host, "--port", str(port)],
+                                   dict(os.environ)))
     child.stdin.flush()
     print(f"tensorboard: {_url(host, port)} (each trial's {output_dir}/<trial id>/logs/; "
           f"its messages: {logs}/stderr)", flush=True)

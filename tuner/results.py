@@ -222,6 +222,7 @@ def write_files(output_dir: str, rows: list[Row], parameter_ids: list[str], maxi
 PLOTS = HISTORY, PARALLEL, CURVES, IMPORTANCES = (
     "history.png", "parallel_coordinates.png", "curves.png", "param_importances.png")
 PARETO_PLOT = "pareto_front.png"
+PLOT_DPI = 100
 
 
 def plotting():
@@ -374,7 +375,7 @@ def write_plots(output_dir: str, rows: list[Row], parameter_ids: list[str],
         figure = drawn.figure
         figure.tight_layout()
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
+        figure.savefig(buffer, format="png", dpi=PLOT_DPI)
         plt.close(figure)
         write_atomic(path, buffer.getvalue())
         written.append(name)

@@ -15,7 +15,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -30,7 +29,6 @@ CONTRACT_NAMES = ("TF_CONFIG", "CLUSTER_SPEC", "CUDA_VISIBLE_DEVICES")
 METRIC_FILE = os.path.join("hypertune", "output.metrics")
 STDERR_TAIL_LINES = 5
 TAIL_BYTES = 16384
-KEEPER = keeper.__file__
 STOP_GRACE_S = 10.0
 LEFTOVER_WAIT_S = 30.0  # for a keeper still ending its tree when its trial runs again
 
@@ -282,9 +280,10 @@ class TrialProcess:
     def __post_init__(self):
         self._seen = {(m.step, m.timestamp, m.metric) for m in self.measurements}
 
-    def start(self, run: int) -> None:
-        """Starts the keeper, which starts the trial on `release()`. Raises OSError if the
-        trial's folder cannot be written or no process can be started."""
+    def start(self, run: int, keeper_process: subprocess.Popen | None = None) -> None:
+        """Takes a keeper (one spawned ahead, or a new one), which starts the trial on
+        `release()`. Raises OSError if the trial's folder cannot be written or no process can be
+        started."""
         for sub in ("model", "checkpoints", "logs", "hypertune"):
             os.makedirs(os.path.join(self.trial_dir, sub), exist_ok=True)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -295,11 +294,7 @@ class TrialProcess:
         self.started_wall, self.started = time.time(), time.monotonic()
         self.read()  # what an earlier run reported after its tuner's last look (at the time
         # that run had reached: before this start), if anything
-        with open(os.path.join(self.trial_dir, "stderr"), "ab") as stderr:  # the keeper's own
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", KEEPER, self.trial_dir, str(self.grace_s),
-                 *self.argv], env=self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=stderr, start_new_session=True)
+        self.process = keeper_process or keeper.spawn()
         self.run = run_identity(self.process.pid)
         try:
             self.exit_fd = os.pidfd_open(self.process.pid)
@@ -310,7 +305,8 @@ class TrialProcess:
         """Lets the keeper start the trial. Call it once `run` is recorded, so that a rerun
         always knows which run to end first."""
         try:
-            self.process.stdin.write(b"g")
+            self.process.stdin.write(keeper.order(self.trial_dir, self.grace_s, self.argv,
+                                                  self.env))
             self.process.stdin.flush()
         except BrokenPipeError:  # the keeper is gone already: poll() says how
             pass

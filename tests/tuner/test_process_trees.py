@@ -239,3 +239,22 @@ def test_a_trial_that_floods_its_logs_keeps_their_end_within_the_cap(write_confi
             assert numbered == list(range(numbered[0], numbered[-1] + step, step))  # no gap
             assert numbered[-1] + step >= flood  # the newest are kept
         assert "flood done" in (trial_dir / "stdout").read_text().splitlines()
+
+
+def test_a_keeper_spawned_ahead_runs_its_order_with_the_orders_environment(tmp_path):
+    spare = keeper.spawn()
+    time.sleep(0.5)  # up and waiting, as a spare is when its trial comes
+    code = "import os, sys; print(os.environ['FROM']); sys.exit(3)"
+    spare.stdin.write(keeper.order(str(tmp_path), 1.0, [sys.executable, "-c", code],
+                                   {"FROM": "the order", "PATH": os.environ["PATH"]}))
+    spare.stdin.flush()
+    assert spare.wait(60) == 3  # the trial's exit status
+    assert (tmp_path / "stdout").read_text() == "the order\n"
+
+
+def test_a_spare_keeper_without_an_order_starts_nothing(tmp_path):
+    spare = keeper.spawn()
+    spare.stdin.close()  # what the tuner's end, even by kill -9, does
+    assert spare.wait(60) == 0
+    assert not any(tmp_path.iterdir())
+

@@ -12,7 +12,9 @@ nothing else; the oracle (tuner/study.py) never sees one. A backend offers:
 - `wait(timeout_s, wake_fd)`: blocks until a run may have news (an exit, a measurement), the
   file descriptor `wake_fd` is readable, or the timeout passes;
 - `on_interrupt(runs) -> bool`: the tuner was interrupted; True leaves the runs running (cloud
-  jobs the user keeps), False has the controller stop them.
+  jobs the user keeps), False has the controller stop them;
+- `close()`: the controller is done; ends what the backend keeps ready for a next start (a
+  spare keeper process, for local trials).
 
 A run offers `where` (words for the view), `measurements` (all so far, earlier runs' too),
 `read()` (the new ones), `elapsed_s()`, `poll() -> Exit | None` (tuner/trial.py),

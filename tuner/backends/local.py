@@ -12,9 +12,11 @@ import errno
 import os
 import select
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 
+from tuner import keeper
 from tuner import spec as S
 from tuner.backends import StartFailed, drain
 from tuner.runner import (
@@ -155,6 +157,7 @@ class LocalBackend:
         self.grace_s = grace_s
         self._runs: list[LocalRun] = []
         self._inotify = _Inotify()
+        self._spare: subprocess.Popen | None = None  # a keeper spawned for the next start
 
     def launch(self, record: TrialRecord, slot: Slot) -> Launch:
         trial_dir = os.path.join(self.output_dir, record.trial_id)
@@ -176,9 +179,12 @@ class LocalBackend:
                                elapsed_before_s=record.elapsed_s, grace_s=self.grace_s,
                                measurements=list(record.measurements))
         end_leftovers(record.run)  # of an earlier run whose tuner was killed
+        spare, self._spare = self._spare, None
         try:
-            process.start(record.runs + 1)
+            process.start(record.runs + 1, spare)
         except OSError as exc:
+            if process.process is None:
+                self._spare = spare  # not taken: the folder could not be written
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise StartFailed(f"{exc.strerror}: {exc.filename}" if exc.filename
@@ -191,7 +197,18 @@ class LocalBackend:
         process.release()
         run = LocalRun(process, launch, self._inotify)
         self._runs.append(run)
+        try:
+            self._spare = keeper.spawn()  # the next start does not wait for its interpreter
+        except OSError:
+            pass  # the next start spawns its own, and says what stops it
         return run
+
+    def close(self) -> None:
+        """Ends the spare keeper (no order: it starts nothing)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.stdin.close()
+            spare.wait()
 
     def on_interrupt(self, runs: list[LocalRun]) -> bool:
         """The controller stops local trials when the tuner is interrupted: nothing is left."""

@@ -451,6 +451,9 @@ class VertexBackend:
             print(f"  trial {run.trial_id}: {run.job.name}", file=sys.stderr)
         return True
 
+    def close(self) -> None:
+        """Nothing is kept ready between jobs."""
+
 
 class VertexDryRun:
     """Starts nothing: prints the request that would create each trial's job."""
