@@ -155,31 +155,41 @@ def test_arguments_reach_the_trainer_through_the_entrypoint(image):
     assert "no_such_flag" in result.stderr
 
 
-def test_the_image_holds_the_installed_package_and_nothing_to_build_with(image):
-    script = ("id -u; "
-              "test ! -e /src && test ! -e /opt/staging && echo no-source; "
-              "test ! -e /root/.cache/pip && test ! -e /home/trainer/.cache/pip && echo no-pip-cache; "
-              "command -v gcc cc make >/dev/null || echo no-compiler; "
-              "python -c 'import trainer; print(trainer.__file__)'; "
-              "python -m pip show vertex-tf-trainer | sed -n 's/^Version: //p'")
-    result = in_image(image, "-c", script)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.split()
-    assert lines[:4] == ["1000", "no-source", "no-pip-cache", "no-compiler"], result.stdout
-    assert lines[4].startswith("/opt/venv/lib/python3") and lines[4].endswith("/site-packages/trainer/__init__.py")
-    version = re.search(r'__version__ = "([^"]+)"', (ROOT / "trainer" / "__init__.py").read_text()).group(1)
-    assert lines[5] == version
-
-
-def test_the_image_holds_no_tuner_dependency(image):
-    """The images install the trainer's pins only: none of requirements-tuner.txt's, not even
-    through TensorFlow's own dependencies."""
+@pytest.fixture(scope="module")
+def contents(image):
+    """What one container of the image says about itself (a container costs a minute here:
+    vfs copies the whole image for each): its user, what it lacks, the trainer's install, and
+    which of requirements-tuner.txt's distributions it holds."""
     lines = (ROOT / "requirements-tuner.txt").read_text().splitlines()
     tuner_only = [re.split(r"[=<>\[ ]", line)[0] for line in lines if line.strip() and not line.startswith(("#", "-r"))]
-    probe = ("import sys; from importlib import metadata\n"
-             "for name in sys.argv[1:]:\n"
-             "    try: print(name, metadata.version(name))\n"
-             "    except metadata.PackageNotFoundError: pass\n")
+    assert "optuna" in tuner_only
+    probe = ("import json, os, shutil, sys\n"
+             "from importlib import metadata\n"
+             "import trainer\n"
+             "def version(name):\n"
+             "    try: return metadata.version(name)\n"
+             "    except metadata.PackageNotFoundError: return None\n"
+             "print(json.dumps({'uid': os.getuid(),\n"
+             "    'present': [p for p in ('/src', '/opt/staging', '/root/.cache/pip', '/home/trainer/.cache/pip')\n"
+             "                if os.path.exists(p)],\n"
+             "    'compilers': [c for c in ('gcc', 'cc', 'make') if shutil.which(c)],\n"
+             "    'trainer': trainer.__file__, 'version': version('vertex-tf-trainer'),\n"
+             "    'tuner_dependencies': {n: version(n) for n in sys.argv[1:] if version(n)}}))\n")
     result = in_image(image, "-c", probe, *tuner_only, entrypoint="python")
-    assert "optuna" in tuner_only and result.returncode == 0, result.stderr
-    assert result.stdout == "", result.stdout  # what is listed is installed in the image
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_image_holds_the_installed_package_and_nothing_to_build_with(contents):
+    assert contents["uid"] == 1000
+    assert contents["present"] == [] and contents["compilers"] == [], contents
+    assert contents["trainer"].startswith("/opt/venv/lib/python3")
+    assert contents["trainer"].endswith("/site-packages/trainer/__init__.py")
+    version = re.search(r'__version__ = "([^"]+)"', (ROOT / "trainer" / "__init__.py").read_text()).group(1)
+    assert contents["version"] == version
+
+
+def test_the_image_holds_no_tuner_dependency(contents):
+    """The images install the trainer's pins only: none of requirements-tuner.txt's, not even
+    through TensorFlow's own dependencies."""
+    assert contents["tuner_dependencies"] == {}

@@ -118,12 +118,15 @@ def test_a_study_of_cloud_jobs_preempted_stopped_and_failed(vertex, gcs, tmp_pat
 
 def test_a_tuner_killed_with_jobs_running_follows_them_when_run_again(vertex, gcs, tmp_path,
                                                                        write_config):
-    doc = _study("resumed", [0.5, 0.6, 0.7], ["--steps=6", "--sleep=0.5"], maxTrialCount=3)
+    # 6 s jobs: under load the second job can start seconds after the first
+    doc = _study("resumed", [0.5, 0.6, 0.7], ["--steps=12", "--sleep=0.5"], maxTrialCount=3)
     path, out, env = write_config(doc), tmp_path / "out", _env(gcs, vertex)
     tuner = start_tuner("run", path, *FLAGS, "--output-dir", out, env=env)
     deadline = time.monotonic() + 120
+    # both jobs started (a job is PENDING until the fake has started its process)
     while len(vertex.created()) < 2 or not os.path.exists(
-            vertex.fuse_root + f"/{BUCKET}/resumed/1/hypertune/output.metrics"):
+            vertex.fuse_root + f"/{BUCKET}/resumed/1/hypertune/output.metrics") or any(
+            vertex.state(j.name) != State.JOB_STATE_RUNNING for j in vertex.created()):
         assert tuner.poll() is None and time.monotonic() < deadline, tuner.communicate()
         time.sleep(0.1)
     tuner.send_signal(signal.SIGKILL)
