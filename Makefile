@@ -24,9 +24,11 @@ tune: venv
 	$(PY) -m tuner run hptuning_config.yaml $(ARGS)
 
 # Two workers (pytest-xdist), each test module whole on one (its fixtures are built once): most
-# tests wait on the processes they start, so two fit on two cores (29 min instead of 43 here).
+# tests wait on the processes they start, so two fit on two cores (30 min instead of 43 here).
+# The modules go out in collection order (tests/conftest.py puts the longest first), not
+# xdist's default of the most tests first, which started the image build last.
 test: venv
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadscope $(ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(ARGS)
 
 lint: venv
 	$(PY) -m ruff check .
