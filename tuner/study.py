@@ -348,10 +348,13 @@ class Study:
             if m not in known and m.metric is None:
                 self._storage.set_trial_intermediate_value(trial_id, m.step, m.value)
         record.measurements, record.elapsed_s = list(measurements), elapsed_s
+        # elapsed_s first: a tuner stopped between the two appends then leaves an elapsed_s no
+        # smaller than any recorded measurement's, which a rerun starts counting from (the
+        # other way round, steps reported unseen counted from 0 s, before the recorded ones)
+        self._set(record.number, "elapsed_s", round(elapsed_s, 3))
         self._set(record.number, "measurements",
                   [[m.step, m.elapsed_s, m.value, m.timestamp, *([m.metric] if m.metric else [])]
                    for m in measurements])
-        self._set(record.number, "elapsed_s", round(elapsed_s, 3))
         return self._stopping_rule(measurements)
 
     def _stopping_rule(self, measurements: list[Measurement]) -> str | None:
