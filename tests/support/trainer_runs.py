@@ -34,3 +34,12 @@ def hypertune_records(tmp_path):
 def last_line(text):
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def logged_epochs(log_dir) -> list[int]:
+    """The epochs whose loss a TensorBoard log folder holds (steps from 0)."""
+    from tensorboard.backend.event_processing import event_accumulator  # noqa: PLC0415  TensorBoard is slow to import
+
+    events = event_accumulator.EventAccumulator(str(log_dir))
+    events.Reload()
+    return [e.step for e in events.Tensors("epoch_loss")] if "epoch_loss" in events.Tags()["tensors"] else []

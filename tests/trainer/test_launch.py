@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.trainer_runs import hypertune_records, last_line, read_json, trainer_env
+from tests.support.trainer_runs import hypertune_records, last_line, logged_epochs, read_json, trainer_env
 from trainer import launch
 
 
@@ -111,11 +111,17 @@ def test_killed_worker_fails_the_job_promptly_and_the_rerun_resumes(tmp_path, si
         assert re.search(r"\[chief\] error: lost contact with worker:0 \(127\.0\.0\.1:\d+\); rerun", log_text), \
             log_text[-3000:]
     assert "lost contact with" in log_text or "received SIGTERM" in log_text, log_text[-3000:]
+    if sig != signal.SIGSTOP:  # the chief ends by itself once it has said why, not by the launcher's kill
+        assert "stopping the chief" not in log_text and "the chief exited with status 1 " in log_text, \
+            log_text[-3000:]
     # A frozen worker is killed by the launcher once the chief has failed and the workers' grace is over.
     bound = 30 + (launch.STOP_GRACE_S if sig == signal.SIGSTOP else 0)
     assert failed_after < bound, f"the job took {failed_after:.0f} s to fail"
     done = _epochs_done(history)
     assert not (tmp_path / "run" / "model" / "metrics.json").exists()
+    # The chief's TensorBoard events outlive its exit without teardown: every epoch it completed is there
+    # (the last may be missing where the loss came in the end-of-epoch saves, after history.json).
+    assert done - 1 <= len(logged_epochs(tmp_path / "run" / "logs" / "validation")) <= done
 
     second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-4000:]
