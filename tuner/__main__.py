@@ -1,11 +1,18 @@
 import os
+import signal
 import sys
 import threading
 
 from tuner.cli import main
 
-code = main()
-sys.stdout.flush()
+try:
+    code = main()
+    sys.stdout.flush()
+except BrokenPipeError:
+    # Whoever read our output stopped reading (`tuner validate X | head -1`): end as a program
+    # that SIGPIPE ends, without a traceback; later writes go nowhere.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    code = 128 + signal.SIGPIPE
 sys.stderr.flush()
 if threading.active_count() == 1:
     # Everything is written and closed: skip the interpreter's teardown of numpy, scipy and

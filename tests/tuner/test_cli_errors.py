@@ -24,6 +24,7 @@ from tests.tuner.support import (
     run_tuner,
     start_tuner,
     trial_runs,
+    tuner_env,
     wait_for,
     write_yaml,
 )
@@ -195,3 +196,16 @@ def test_a_trial_that_reports_inf_is_infeasible(tmp_path):
                     "-inf": ("INFEASIBLE", "", "final score is -inf")}
     assert "trials: 2 INFEASIBLE, 1 SUCCEEDED" in result.stdout
     assert "best trial " in result.stdout and "no trial succeeded" not in result.stdout
+
+
+def test_output_to_a_reader_that_has_gone_ends_as_sigpipe_without_a_traceback(tmp_path):
+    """`tuner validate X | head -0`: the pipe's reader is gone before the first line is written."""
+    path = write_yaml(tmp_path / "config.yaml", QUICK)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "tuner", "validate", str(path)], cwd=tmp_path,
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, env=tuner_env())
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (128 + signal.SIGPIPE, "")
