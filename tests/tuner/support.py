@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
+
+from tuner import spec as S
+from tuner import study as study_mod
+from tuner.trial import Exit, Measurement
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIAL_SCRIPT = Path(__file__).with_name("trial_script.py")
@@ -129,3 +134,33 @@ def alive(pid):
 def reported_steps(out, trial_id):
     path = out / str(trial_id) / "hypertune" / "output.metrics"
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def assert_png(path):
+    with Image.open(path) as image:
+        image.verify()  # a whole, valid PNG
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def local_study(tmp_path, scores):
+    """A real study in a journal file: one trial per entry of `scores` (its measurements, or
+    None for a trial that fails), run through the oracle without processes."""
+    job = S.parse(config(study={
+        "algorithm": "RANDOM_SEARCH",
+        "parameters": [{"parameterId": "x", "doubleValueSpec": {"minValue": 0.0,
+                                                                "maxValue": 1.0}},
+                       {"parameterId": "batch_size",
+                        "discreteValueSpec": {"values": [16, 64, 256]}}]}),
+        {"maxTrialCount": len(scores)})
+    storage, _ = study_mod.storage_for(str(tmp_path), None)
+    study = study_mod.Study(storage, "s", job, seed=1)
+    for measured in scores:
+        record = study.new_trial()
+        study.started(record, ["python", "train.py"], None)
+        if measured is None:
+            study.complete(record, Exit(1, 1.0, tail=("boom",)))
+            continue
+        study.report(record, [Measurement(i + 1, float(i), v, float(i))
+                              for i, v in enumerate(measured)], 1.0)
+        study.complete(record, Exit(0, 1.0))
+    return job, study

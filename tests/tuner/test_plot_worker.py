@@ -8,8 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.tuner.support import alive, wait_for
-from tests.tuner.test_results import _assert_png, _local_study
+from tests.tuner.support import alive, assert_png, local_study, wait_for
 from tuner import plot_worker, results
 from tuner.results import PLOTS
 
@@ -17,7 +16,7 @@ TWO = ["x", "batch_size"]
 
 
 def _rows(tmp_path):
-    job, study = _local_study(tmp_path, [(0.3, 0.2), (0.5,), None, (0.1, 0.4, 0.6)])
+    job, study = local_study(tmp_path, [(0.3, 0.2), (0.5,), None, (0.1, 0.4, 0.6)])
     return job, results.rows_from_records(job, study.records())
 
 
@@ -46,7 +45,7 @@ def test_the_worker_draws_and_says_what_write_plots_does(tmp_path, capsys, param
     assert capsys.readouterr().out == said_here
     assert sorted(os.listdir(there)) == sorted(expected)
     for name in expected:
-        _assert_png(there / name)
+        assert_png(there / name)
     assert not alive(pid)
 
 
@@ -58,7 +57,7 @@ def test_a_worker_that_died_leaves_the_drawing_to_the_tuner(tmp_path):
     worker._process.wait()
     assert worker.draw(str(tmp_path), rows, TWO, ((job.metric, True),)) == list(PLOTS)
     for name in PLOTS:
-        _assert_png(tmp_path / name)
+        assert_png(tmp_path / name)
 
 
 def test_an_error_in_the_worker_is_raised_as_if_drawn_here(tmp_path):

@@ -14,7 +14,17 @@ import time
 
 import pytest
 
-from tests.tuner.support import TRIAL_SCRIPT, config, last_line, read_csv, run_tuner, start_tuner, trial_runs
+from tests.tuner.support import (
+    TRIAL_SCRIPT,
+    config,
+    last_line,
+    read_csv,
+    reported_steps,
+    run_tuner,
+    start_tuner,
+    trial_runs,
+    wait_for,
+)
 from tuner import keeper, runner
 from tuner.runner import Slot
 
@@ -26,19 +36,6 @@ def gone(pid, start):
     """The process that had this pid and start time has ended (a zombie has ended too)."""
     stat_ = keeper.proc_stat(pid)
     return stat_ is None or stat_[3] != start or stat_[0] in ("Z", "X")
-
-
-def wait_for(predicate, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def reported_steps(out, trial_id):
-    path = out / str(trial_id) / "hypertune" / "output.metrics"
-    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def wrapper(*args):
@@ -55,7 +52,7 @@ def test_a_forking_trial_command_ends_with_its_killed_tuner(write_config, tmp_pa
     tuner = start_tuner("run", path, "--output-dir", out, "--",
                         *wrapper("--steps=30", "--sleep=1"))  # 30 s if it were left running
     try:
-        wait_for(lambda: reported_steps(out, 1) >= 1, "trial 1 to report")
+        wait_for(lambda: reported_steps(out, 1) >= 1, timeout=60, what="trial 1 to report")
         tuner.kill()
         tuner.wait()
     finally:
@@ -78,7 +75,7 @@ def test_a_rerun_first_ends_what_a_killed_keeper_left(write_config, tmp_path):
     out = tmp_path / "study"
     tuner = start_tuner("run", path, "--output-dir", out)
     try:
-        wait_for(lambda: reported_steps(out, 1) >= 1, "trial 1 to report")
+        wait_for(lambda: reported_steps(out, 1) >= 1, timeout=60, what="trial 1 to report")
         (first,) = trial_runs(out, 1)
         tuner.send_signal(signal.SIGSTOP)
         os.kill(keeper.proc_stat(first["pid"])[1], signal.SIGKILL)
@@ -107,7 +104,7 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_its_trial(write_config, t
             tuner.communicate(timeout=120)
             assert tuner.returncode == 0
         else:
-            wait_for(lambda: reported_steps(out, 1) >= 1, "trial 1 to report")
+            wait_for(lambda: reported_steps(out, 1) >= 1, timeout=60, what="trial 1 to report")
             if end == "Ctrl-C":
                 tuner.send_signal(signal.SIGINT)
                 tuner.communicate(timeout=120)
@@ -120,7 +117,7 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_its_trial(write_config, t
         tuner.communicate()
     (run,) = trial_runs(out, 1)
     if end == "kill -9":  # nobody to wait for: the keeper ends the tree on its own
-        wait_for(lambda: gone(*run["child"]), "the trial's child to be ended")
+        wait_for(lambda: gone(*run["child"]), timeout=60, what="the trial's child to be ended")
     assert gone(*run["child"]) and gone(run["pid"], run["start"])
     if end == "normal end":
         assert [r["state"] for r in read_csv(out / "trials.csv")] == ["SUCCEEDED"]
@@ -154,7 +151,7 @@ def test_what_a_killed_keeper_left_is_ended(tmp_path):
             "print(child.pid, flush=True); time.sleep(600)\n")
     process = _trial_process(tmp_path, [sys.executable, "-c", code])
     stdout = tmp_path / "1" / "stdout"
-    wait_for(lambda: stdout.read_text().splitlines()[-1].isdigit(), "the trial's child")
+    wait_for(lambda: stdout.read_text().splitlines()[-1].isdigit(), timeout=60, what="the trial's child")
     child = int(stdout.read_text().splitlines()[-1])
     child_start = keeper.proc_stat(child)[3]
     os.kill(process.pid, signal.SIGKILL)
@@ -173,7 +170,7 @@ def _trial_process(tmp_path, argv, **fields):
 
 
 def _wait_exit(process):
-    wait_for(lambda: process.poll() is not None, "the trial to end")
+    wait_for(lambda: process.poll() is not None, timeout=60, what="the trial to end")
     return process.poll()
 
 

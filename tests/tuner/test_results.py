@@ -9,13 +9,11 @@ import json
 import os
 
 import pytest
-from PIL import Image
 
-from tests.tuner.support import config, read_csv, run_tuner, tuner_env
+from tests.tuner.support import assert_png, config, local_study, read_csv, run_tuner, tuner_env
 from tuner import results
-from tuner import spec as S
 from tuner import study as study_mod
-from tuner.trial import Exit, Measurement, TrialState
+from tuner.trial import TrialState
 
 PLOTS = ("history.png", "parallel_coordinates.png", "curves.png", "param_importances.png")
 
@@ -56,12 +54,6 @@ def _upload_cloud_job(gcs_emulator, bucket):
     })
 
 
-def _assert_png(path):
-    with Image.open(path) as image:
-        image.verify()  # a whole, valid PNG
-        assert image.format == "PNG" and min(image.size) > 100
-
-
 def _history_points(axes, metric):
     """The (trial number, value) points of optuna's optimization history plot."""
     [points] = [c for c in axes.collections if c.get_label() == metric]
@@ -91,7 +83,7 @@ def test_results_of_a_cloud_job(gcs_emulator, gcs_bucket, tmp_path, write_config
     assert best["command"] == ("python -m trainer.task --learning_rate=0.003 --batch_size=64 "
                                "--optimizer=sgd --epochs=5")
     for name in PLOTS:
-        _assert_png(out / name)
+        assert_png(out / name)
 
     # with the job's config: its metric goal, measurement selection and parameter columns
     job = config(study={"metrics": [{"metricId": "val_accuracy", "goal": "MAXIMIZE"}],
@@ -135,33 +127,9 @@ def test_a_cloud_jobs_plots_come_from_its_trials(gcs_emulator, gcs_bucket, monke
     assert len(lines) == 4  # one line per trial with a value
 
 
-def _local_study(tmp_path, scores):
-    """A real study in a journal file: one trial per entry of `scores` (its measurements, or
-    None for a trial that fails), run through the oracle without processes."""
-    job = S.parse(config(study={
-        "algorithm": "RANDOM_SEARCH",
-        "parameters": [{"parameterId": "x", "doubleValueSpec": {"minValue": 0.0,
-                                                                "maxValue": 1.0}},
-                       {"parameterId": "batch_size",
-                        "discreteValueSpec": {"values": [16, 64, 256]}}]}),
-        {"maxTrialCount": len(scores)})
-    storage, _ = study_mod.storage_for(str(tmp_path), None)
-    study = study_mod.Study(storage, "s", job, seed=1)
-    for measured in scores:
-        record = study.new_trial()
-        study.started(record, ["python", "train.py"], None)
-        if measured is None:
-            study.complete(record, Exit(1, 1.0, tail=("boom",)))
-            continue
-        study.report(record, [Measurement(i + 1, float(i), v, float(i))
-                              for i, v in enumerate(measured)], 1.0)
-        study.complete(record, Exit(0, 1.0))
-    return job, study
-
-
 def test_a_local_studys_plots_come_from_its_trials(tmp_path):
     scores = [(0.2, 0.4), (0.5, 0.3, 0.6), None, (0.1, 0.9)]
-    job, study = _local_study(tmp_path, scores)
+    job, study = local_study(tmp_path, scores)
     rows = results.rows_from_records(job, study.records())
     objectives = ((job.metric, True),)
     drawn = results.figures(results.plotted_study(rows, job.parameter_ids(), objectives),
@@ -179,7 +147,7 @@ def test_a_local_studys_plots_come_from_its_trials(tmp_path):
                                   plots=True)
     assert written == ["trials.csv", "best_trial.json", *PLOTS]
     for name in PLOTS:
-        _assert_png(tmp_path / name)
+        assert_png(tmp_path / name)
 
 
 @pytest.mark.parametrize("scores, parameters, missing", [
@@ -193,7 +161,7 @@ def test_a_local_studys_plots_come_from_its_trials(tmp_path):
 ], ids=["all-failed", "one-trial", "one-parameter"])
 def test_a_plot_a_study_cannot_show_is_not_drawn_and_says_why(tmp_path, capsys, scores,
                                                               parameters, missing):
-    job, study = _local_study(tmp_path, scores)
+    job, study = local_study(tmp_path, scores)
     rows = results.rows_from_records(job, study.records())
     stale = tmp_path / "param_importances.png"
     stale.write_bytes(b"an earlier run's plot")
@@ -204,7 +172,7 @@ def test_a_plot_a_study_cannot_show_is_not_drawn_and_says_why(tmp_path, capsys, 
         assert f"{name} not drawn: {why}" in out
         assert not (tmp_path / name).exists()
     for name in written:
-        _assert_png(tmp_path / name)
+        assert_png(tmp_path / name)
 
 
 def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
@@ -223,7 +191,7 @@ def test_the_pareto_front_and_its_plot_with_three_metrics(tmp_path):
     assert len(best.get_offsets()) == len(front)
     assert [t.get_text() for t in drawn["param_importances.png"].get_yticklabels()]  # acc's
     assert "pareto_front.png" in results.write_plots(str(tmp_path), rows, ["x"], objectives)
-    _assert_png(tmp_path / "pareto_front.png")
+    assert_png(tmp_path / "pareto_front.png")
 
 
 def test_results_files_get_the_umask_mode_and_a_storage_password_stays_private(tmp_path):
