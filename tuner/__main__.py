@@ -1,4 +1,5 @@
 import os
+import select
 import signal
 import sys
 import threading
@@ -10,7 +11,12 @@ try:
     sys.stdout.flush()
 except BrokenPipeError:
     # Whoever read our output stopped reading (`tuner validate X | head -1`): end as a program
-    # that SIGPIPE ends, without a traceback; later writes go nowhere.
+    # that SIGPIPE ends, without a traceback; later writes go nowhere. A broken pipe of our own
+    # (stdout still read) is a bug, and keeps its traceback.
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), 0)
+    if not any(events & select.POLLERR for _, events in poll.poll(0)):
+        raise
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     code = 128 + signal.SIGPIPE
 sys.stderr.flush()
